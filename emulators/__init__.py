@@ -1,0 +1,1 @@
+"""Local stand-ins for GCP and Meta, and the wiring that triggers functions as production does."""

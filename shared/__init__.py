@@ -1,0 +1,1 @@
+"""The package every whatsapp-crm function imports: data, messaging and domain logic."""

@@ -1,0 +1,63 @@
+"""Settings from environment variables, read once per instance.
+
+Every variable is documented in .env.example. Secrets are SecretStr so that printing the
+settings, or logging them by accident, never shows their value.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Where we run
+    google_cloud_project: str = "whatsapp-crm-local"
+    region: str = "asia-southeast2"
+    environment: str = "local"  # local | test | staging | production
+
+    # Cloud SQL PostgreSQL. DATABASE_URL wins; else INSTANCE_CONNECTION_NAME (Cloud SQL connector);
+    # else the local runtime's embedded PostgreSQL (its URLs are exported by scripts/dev).
+    database_url: SecretStr | None = None  # the application role: subject to row-level security
+    database_admin_url: SecretStr | None = None  # the owner role: migrations only
+    instance_connection_name: str | None = None
+    db_user: str = "crm_app"
+    db_password: SecretStr | None = None  # omit to use IAM database authentication
+    db_name: str = "whatsapp_crm"
+    db_pool_size: int = 5
+
+    # Local emulators (set by scripts/dev; unset in production)
+    pubsub_emulator_host: str | None = None
+    firestore_emulator_host: str | None = None
+    storage_emulator_host: str | None = None
+    firebase_auth_emulator_host: str | None = None
+    cloud_tasks_emulator_host: str | None = None
+
+    # Where the functions are reachable: task and scheduler targets are built from it.
+    functions_base_url: str = "http://127.0.0.1:8080"
+    # Service account whose OIDC token Cloud Tasks attaches to sender calls (production only).
+    tasks_service_account: str | None = None
+
+    # WhatsApp Cloud API
+    whatsapp_app_secret: SecretStr = SecretStr("")
+    whatsapp_verify_token: SecretStr = SecretStr("")
+    whatsapp_graph_api_url: str = "https://graph.facebook.com"
+    whatsapp_graph_api_version: str = "v23.0"
+    whatsapp_webhook_max_body_bytes: int = 1_048_576
+
+    # Access tokens of outlets are encrypted with Cloud KMS in production (KMS_KEY_NAME);
+    # locally with a 32-byte urlsafe-base64 key (LOCAL_TOKEN_KEY), written by scripts/dev.
+    kms_key_name: str | None = None
+    local_token_key: SecretStr | None = None
+
+    documents_bucket: str = "whatsapp-crm-documents"
+    log_level: str = "INFO"
+
+
+@cache
+def settings() -> Settings:
+    return Settings()
