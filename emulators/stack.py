@@ -1,0 +1,270 @@
+"""The whole system on one machine: data stores, emulators, the function host and the wiring
+that triggers functions the way production does. Used by scripts/dev and by the test suite.
+
+| production                         | here                                                     |
+|------------------------------------|----------------------------------------------------------|
+| Cloud SQL PostgreSQL               | embedded PostgreSQL (or DATABASE_URL/DATABASE_ADMIN_URL)   |
+| Pub/Sub + Eventarc push            | official Pub/Sub emulator, push subscriptions            |
+| Firestore                          | official Firestore emulator, with terraform/firestore.rules |
+| Cloud Storage + object finalize    | gcp-storage-emulator + emulators/storage_events.py       |
+| Firebase Auth                      | Firebase Auth emulator (npm firebase-tools)              |
+| Cloud Tasks                        | emulators/cloud_tasks.py (retries with the declared backoff) |
+| Cloud Scheduler                    | emulators/scheduler.py                                   |
+| Cloud Run functions                | emulators/function_host.py under gunicorn                |
+| Meta Graph API                     | emulators/whatsapp_simulator.py (unless WHATSAPP_GRAPH_API_URL) |
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulators import services
+from emulators.processes import Service, free_port, http_answers, start
+from shared.deployment import PubSubTrigger, StorageTrigger, declaration
+
+log = logging.getLogger(__name__)
+
+PROJECT = "demo-whatsapp-crm"  # a "demo-" project: emulators refuse to reach real services for it
+LOCATION = "asia-southeast2"
+DEV_PORTS = {
+    "functions": 8080, "pubsub": 8085, "firestore": 8086, "storage": 9023, "auth": 9099,
+    "tasks": 8123, "scheduler": 8124, "whatsapp": 8092, "postgres": 5433,
+}
+PYTHON = sys.executable
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)  # missing or 0: a free port
+    reset: bool = False
+    seed_demo: bool = True
+    function_workers: int = 2
+
+
+@dataclass
+class LocalStack:
+    options: StackOptions
+    services: list[Service] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        """Bring everything up; on any failure stop what was started and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process we started, newest first, by PID."""
+        while self.services:
+            service = self.services.pop()
+            with contextlib.suppress(Exception):
+                service.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- internals -------------------------------------------------------------------------
+    def _port(self, name: str) -> int:
+        return self.options.ports.get(name) or free_port()
+
+    def _start(self) -> None:
+        state = self.options.state_dir
+        if self.options.reset and state.exists():
+            shutil.rmtree(state)
+        logs = state / "logs"
+        state.mkdir(parents=True, exist_ok=True)
+        secret_values = _local_secrets(state / "secrets.json")
+        ports = {name: self._port(name) for name in DEV_PORTS}
+        functions_url = f"http://127.0.0.1:{ports['functions']}"
+        graph_url = os.environ.get("WHATSAPP_GRAPH_API_URL") or f"http://127.0.0.1:{ports['whatsapp']}"
+        webhook_url = f"{functions_url}/whatsapp-webhook"
+        bucket = os.environ.get(declaration().buckets["documents"].env) or declaration().buckets["documents"].local_name
+
+        from emulators.storage import start_storage_emulator
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures: dict[str, Future[Service]] = {
+                "pubsub": pool.submit(services.start_pubsub, ports["pubsub"], logs),
+                "firestore": pool.submit(services.start_firestore, ports["firestore"], PROJECT,
+                                         state / "firestore", logs),
+                "auth": pool.submit(services.start_auth, ports["auth"], PROJECT, state / "auth", logs),
+                "storage": pool.submit(start_storage_emulator, state / "storage", logs, ports["storage"]),
+                "tasks": pool.submit(
+                    start, "cloud-tasks",
+                    [PYTHON, "-m", "emulators.cloud_tasks", "--port", str(ports["tasks"]),
+                     "--project", PROJECT, "--location", LOCATION],
+                    log_dir=logs, ready=lambda: http_answers(f"http://127.0.0.1:{ports['tasks']}/_emulator/tasks"),
+                    url=f"127.0.0.1:{ports['tasks']}"),
+            }
+            if not os.environ.get("WHATSAPP_GRAPH_API_URL"):
+                futures["whatsapp"] = pool.submit(
+                    start, "whatsapp-simulator",
+                    [PYTHON, "-m", "emulators.whatsapp_simulator", "--port", str(ports["whatsapp"]),
+                     "--webhook-url", webhook_url, "--app-secret", secret_values["app_secret"]],
+                    log_dir=logs, ready=lambda: http_answers(f"{graph_url}/_sim/health"), url=graph_url)
+            database = pool.submit(self._database, state, logs, ports["postgres"])
+            errors = []
+            for name, future in futures.items():
+                try:
+                    self.services.append(future.result())
+                except Exception as exc:  # collect all, so the message names every missing piece
+                    errors.append(f"{name}: {exc}")
+            try:
+                urls = database.result()
+            except Exception as exc:
+                errors.append(f"postgres: {exc}")
+            if errors:
+                raise services.MissingTool("could not start the local stack:\n  " + "\n  ".join(errors))
+
+        self.env = {
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "ENVIRONMENT": "local",
+            "DATABASE_URL": urls["app_url"],
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{ports['pubsub']}",
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports['firestore']}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{ports['storage']}",
+            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{ports['auth']}",
+            "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{ports['tasks']}",
+            "FUNCTIONS_BASE_URL": functions_url,
+            "WHATSAPP_GRAPH_API_URL": graph_url,
+            "WHATSAPP_APP_SECRET": secret_values["app_secret"],
+            "WHATSAPP_VERIFY_TOKEN": secret_values["verify_token"],
+            "LOCAL_TOKEN_KEY": secret_values["token_key"],
+            "DOCUMENTS_BUCKET": bucket,
+            "XDG_RUNTIME_DIR": str(state / "run"),
+        }
+        os.environ.update(self.env)  # this process seeds through the same clients as the functions
+
+        from emulators import seed
+        from emulators.storage import ensure_buckets
+
+        ensure_buckets(self.env["STORAGE_EMULATOR_HOST"], [bucket])
+        demo = seed.seed_demo(secret_values["demo_access_token"]) if self.options.seed_demo else {}
+
+        self.services.append(services.start_function_host(ports["functions"], self.env, logs,
+                                                          self.options.function_workers))
+        _wire_pubsub(functions_url)
+        self.services.append(start(
+            "storage-events",
+            [PYTHON, "-m", "emulators.storage_events", "--storage-url", self.env["STORAGE_EMULATOR_HOST"],
+             "--functions-base-url", functions_url, "--state", str(state / "storage-events.json")],
+            log_dir=logs, env=self.env, ready=lambda: True))
+        self.services.append(start(
+            "scheduler",
+            [PYTHON, "-m", "emulators.scheduler", "--functions-base-url", functions_url,
+             "--control-port", str(ports["scheduler"])],
+            log_dir=logs, env=self.env, ready=lambda: http_answers(f"http://127.0.0.1:{ports['scheduler']}/"),
+            url=f"http://127.0.0.1:{ports['scheduler']}"))
+        if demo:
+            seed.upload_demo_knowledge(bucket, demo)
+
+        self.info = {
+            "project": PROJECT,
+            "state_dir": str(state),
+            "functions": {name: f"{functions_url}/{name}" for name in declaration().functions},
+            "functions_base_url": functions_url,
+            "health": {name: f"{functions_url}/{name}/health" for name in declaration().functions},
+            "pubsub_emulator_host": self.env["PUBSUB_EMULATOR_HOST"],
+            "firestore_emulator_host": self.env["FIRESTORE_EMULATOR_HOST"],
+            "storage_emulator_host": self.env["STORAGE_EMULATOR_HOST"],
+            "firebase_auth_emulator_host": self.env["FIREBASE_AUTH_EMULATOR_HOST"],
+            "cloud_tasks_emulator_host": self.env["CLOUD_TASKS_EMULATOR_HOST"],
+            "scheduler_url": f"http://127.0.0.1:{ports['scheduler']}",
+            "whatsapp_graph_api_url": graph_url,
+            "whatsapp_simulator": not os.environ.get("WHATSAPP_GRAPH_API_URL") and graph_url or None,
+            "webhook_url": webhook_url,
+            "webhook_verify_token": secret_values["verify_token"],
+            "app_secret": secret_values["app_secret"],
+            "database_url": urls["app_url"],
+            "database_admin_url": urls["admin_url"],
+            "documents_bucket": bucket,
+            "demo": demo,
+            "pids": {s.name: s.pid for s in self.services},
+            "logs": str(logs),
+        }
+        (state / "dev.json").write_text(json.dumps(self.info, indent=2, default=str))
+
+    def _database(self, state: Path, logs: Path, port: int) -> dict[str, str]:
+        from shared.db.bootstrap import prepare_database
+
+        app_url = os.environ.get("DATABASE_URL")
+        admin_url = os.environ.get("DATABASE_ADMIN_URL")
+        if app_url and admin_url:
+            from shared.db.migrate import upgrade
+
+            upgrade(admin_url)
+            return {"app_url": app_url, "admin_url": admin_url}
+        if app_url or admin_url:
+            raise RuntimeError("set both DATABASE_URL (application role) and DATABASE_ADMIN_URL (owner role), "
+                               "or neither to use the embedded PostgreSQL")
+        from emulators.postgres import start_postgres
+
+        server = start_postgres(state / "postgres", logs, port)
+        self.services.append(server)
+        urls = prepare_database(server.url, "whatsapp_crm")
+        return {"app_url": urls.app_url, "admin_url": urls.admin_url}
+
+
+def _wire_pubsub(functions_url: str) -> None:
+    """Topics from the declaration, and one push subscription per Pub/Sub-triggered function."""
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    decl = declaration()
+    for topic in decl.topics:
+        with contextlib.suppress(AlreadyExists):
+            publisher.create_topic(name=publisher.topic_path(PROJECT, topic))
+    for name, fn in decl.functions.items():
+        trigger = fn.trigger
+        if not isinstance(trigger, PubSubTrigger):
+            continue
+        with contextlib.suppress(AlreadyExists):
+            subscriber.create_subscription(request={
+                "name": subscriber.subscription_path(PROJECT, f"{name}-push"),
+                "topic": publisher.topic_path(PROJECT, trigger.topic),
+                "push_config": {"push_endpoint": f"{functions_url}/{name}"},
+                "enable_message_ordering": trigger.ordering,
+                "ack_deadline_seconds": trigger.ack_deadline_seconds,
+                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 60}},
+            })
+    for name, fn in decl.functions.items():
+        if isinstance(fn.trigger, StorageTrigger):
+            log.debug("storage trigger %s is delivered by emulators/storage_events.py", name)
+
+
+def _local_secrets(path: Path) -> dict[str, str]:
+    """Secrets of the local runtime: generated once, kept in the state folder (never committed)."""
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    defaults = {
+        "app_secret": os.environ.get("WHATSAPP_APP_SECRET") or secrets.token_hex(16),
+        "verify_token": os.environ.get("WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(16),
+        "token_key": os.environ.get("LOCAL_TOKEN_KEY") or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "demo_access_token": "EAAG" + secrets.token_urlsafe(48),
+    }
+    for key, value in defaults.items():
+        values.setdefault(key, value)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values

@@ -1,0 +1,99 @@
+"""What every function entry point shares: JSON logs tagged with the function and trace,
+a health path on HTTP functions, and the retry contract of event functions.
+
+Retry contract (as in Cloud Run functions): an event handler that raises asks for a
+redelivery; one that returns acknowledges, including when it decides to drop the event.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from shared import logs
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/health"  # Cloud Run reserves paths ending in "z" such as /healthz
+
+R = TypeVar("R")
+
+
+def http_function(name: str) -> Callable[[Callable[[Any], R]], Callable[[Any], R | tuple[dict[str, str], int]]]:
+    """Wrap an HTTP entry point: GET /health answers without touching anything else."""
+
+    def wrap(handler: Callable[[Any], R]) -> Callable[[Any], R | tuple[dict[str, str], int]]:
+        logs.configure(name)
+
+        @functools.wraps(handler)
+        def entry(request: Any) -> R | tuple[dict[str, str], int]:
+            fn_token = logs.function_name.set(name)
+            trace_token = logs.trace_id.set(logs.trace_from_headers(request.headers))
+            try:
+                if request.method == "GET" and request.path == HEALTH_PATH:
+                    return {"status": "ok", "function": name}, 200
+                return handler(request)
+            finally:
+                logs.trace_id.reset(trace_token)
+                logs.function_name.reset(fn_token)
+
+        return entry
+
+    return wrap
+
+
+def event_function(
+    name: str, max_age: timedelta | None = None
+) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Wrap a CloudEvent entry point. Events older than `max_age` are acknowledged and dropped:
+    a retry storm must not answer a customer hours late."""
+
+    def wrap(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        logs.configure(name)
+
+        @functools.wraps(handler)
+        def entry(cloud_event: Any) -> None:
+            fn_token = logs.function_name.set(name)
+            trace_token = logs.trace_id.set(_trace_of(cloud_event))
+            try:
+                age = _age(cloud_event)
+                if max_age is not None and age is not None and age > max_age:
+                    log.warning(
+                        "dropping event older than %s",
+                        max_age,
+                        extra={"event_id": cloud_event["id"], "age_seconds": age.total_seconds()},
+                    )
+                    return
+                handler(cloud_event)
+            except Exception:
+                log.exception("event handling failed; asking for a redelivery",
+                              extra={"event_id": cloud_event["id"]})
+                raise
+            finally:
+                logs.trace_id.reset(trace_token)
+                logs.function_name.reset(fn_token)
+
+        return entry
+
+    return wrap
+
+
+def _age(cloud_event: Any) -> timedelta | None:
+    raw = cloud_event.get("time") if hasattr(cloud_event, "get") else None
+    if not raw:
+        return None
+    try:
+        sent = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    return datetime.now(UTC) - sent
+
+
+def _trace_of(cloud_event: Any) -> str | None:
+    parent = cloud_event.get("traceparent") if hasattr(cloud_event, "get") else None
+    return logs.trace_from_headers({"traceparent": parent}) if parent else None

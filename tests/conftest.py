@@ -1,0 +1,29 @@
+"""Session-wide real services for the test suite: a real PostgreSQL to begin with.
+
+TEST_POSTGRES_URL (a superuser URL) points the suite at a server you run; otherwise an
+embedded PostgreSQL is started in a temporary folder and stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulators.postgres import start_postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    root: Path = tmp_path_factory.mktemp("postgres")
+    service = start_postgres(root / "data", root / "logs")
+    try:
+        yield service.url
+    finally:
+        service.stop()
