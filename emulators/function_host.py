@@ -3,7 +3,7 @@
 `http://127.0.0.1:8080/<function-name>` stands for the function's Cloud Run URL: each
 function is the Flask app functions-framework builds for it in production, mounted under
 its name. Pub/Sub push, Cloud Tasks, the storage watcher and the scheduler call these URLs.
-Run with gunicorn: `gunicorn emulators.function_host:app`.
+Run with gunicorn: `gunicorn 'emulators.function_host:create_host_app()'`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ from shared.deployment import HttpTrigger, ScheduleTrigger, TaskQueueTrigger, de
 _HTTP_KINDS = (HttpTrigger, TaskQueueTrigger, ScheduleTrigger)
 
 
+def http_functions() -> list[str]:
+    """Functions called with plain HTTP (and so with a GET /health); the rest take CloudEvents."""
+    return [name for name, fn in declaration().functions.items() if isinstance(fn.trigger, _HTTP_KINDS)]
+
+
 def signature_type(name: str) -> str:
-    trigger = declaration().functions[name].trigger
-    return "http" if isinstance(trigger, _HTTP_KINDS) else "cloudevent"
+    return "http" if name in http_functions() else "cloudevent"
 
 
 def _index(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -35,15 +39,24 @@ def _index(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [b'{"error": "no function at this path"}']
 
 
+def _at_root(app: Any) -> Any:
+    """`/conversation` and `/conversation/` both reach the function's "/", as on Cloud Run."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return app(environ, start_response)  # type: ignore[no-any-return]
+
+    return wsgi
+
+
 def create_host_app() -> DispatcherMiddleware:
     decl = declaration()
     mounts = {
-        f"/{name}": functions_framework.create_app(
+        f"/{name}": _at_root(functions_framework.create_app(
             target=fn.entry_point, source=str(decl.source_of(name)), signature_type=signature_type(name)
-        )
+        ))
         for name, fn in decl.functions.items()
     }
     return DispatcherMiddleware(_index, mounts)
 
-
-app = create_host_app()

@@ -96,7 +96,7 @@ def start(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
-        cwd=cwd,
+        cwd=cwd or Path(__file__).resolve().parent.parent,
         start_new_session=True,
         user=user,
     )

@@ -120,7 +120,7 @@ def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: 
     command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                "--threads", "16", "--worker-class", "gthread", "--timeout", "120",
                "--graceful-timeout", "5", "--access-logfile", "-", "--chdir", str(REPO_ROOT),
-               "emulators.function_host:app"]
+               "emulators.function_host:create_host_app()"]
     return start("functions", command, log_dir=log_dir, env=env, cwd=REPO_ROOT,
                  ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
                  url=f"http://127.0.0.1:{port}", timeout=90)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from emulators import services
+from emulators.function_host import http_functions
 from emulators.processes import Service, free_port, http_answers, start
 from shared.deployment import PubSubTrigger, StorageTrigger, declaration
 
@@ -96,7 +97,8 @@ class LocalStack:
         secret_values = _local_secrets(state / "secrets.json")
         ports = {name: self._port(name) for name in DEV_PORTS}
         functions_url = f"http://127.0.0.1:{ports['functions']}"
-        graph_url = os.environ.get("WHATSAPP_GRAPH_API_URL") or f"http://127.0.0.1:{ports['whatsapp']}"
+        external_graph = os.environ.get("WHATSAPP_GRAPH_API_URL")
+        graph_url = external_graph or f"http://127.0.0.1:{ports['whatsapp']}"
         webhook_url = f"{functions_url}/whatsapp-webhook"
         bucket = os.environ.get(declaration().buckets["documents"].env) or declaration().buckets["documents"].local_name
 
@@ -116,7 +118,7 @@ class LocalStack:
                     log_dir=logs, ready=lambda: http_answers(f"http://127.0.0.1:{ports['tasks']}/_emulator/tasks"),
                     url=f"127.0.0.1:{ports['tasks']}"),
             }
-            if not os.environ.get("WHATSAPP_GRAPH_API_URL"):
+            if not external_graph:
                 futures["whatsapp"] = pool.submit(
                     start, "whatsapp-simulator",
                     [PYTHON, "-m", "emulators.whatsapp_simulator", "--port", str(ports["whatsapp"]),
@@ -183,7 +185,7 @@ class LocalStack:
             "state_dir": str(state),
             "functions": {name: f"{functions_url}/{name}" for name in declaration().functions},
             "functions_base_url": functions_url,
-            "health": {name: f"{functions_url}/{name}/health" for name in declaration().functions},
+            "health": {name: f"{functions_url}/{name}/health" for name in http_functions()},
             "pubsub_emulator_host": self.env["PUBSUB_EMULATOR_HOST"],
             "firestore_emulator_host": self.env["FIRESTORE_EMULATOR_HOST"],
             "storage_emulator_host": self.env["STORAGE_EMULATOR_HOST"],
@@ -191,7 +193,7 @@ class LocalStack:
             "cloud_tasks_emulator_host": self.env["CLOUD_TASKS_EMULATOR_HOST"],
             "scheduler_url": f"http://127.0.0.1:{ports['scheduler']}",
             "whatsapp_graph_api_url": graph_url,
-            "whatsapp_simulator": not os.environ.get("WHATSAPP_GRAPH_API_URL") and graph_url or None,
+            "whatsapp_simulator": None if external_graph else graph_url,
             "webhook_url": webhook_url,
             "webhook_verify_token": secret_values["verify_token"],
             "app_secret": secret_values["app_secret"],

@@ -22,8 +22,11 @@ HEALTH_PATH = "/health"  # Cloud Run reserves paths ending in "z" such as /healt
 R = TypeVar("R")
 
 
-def http_function(name: str) -> Callable[[Callable[[Any], R]], Callable[[Any], R | tuple[dict[str, str], int]]]:
-    """Wrap an HTTP entry point: GET /health answers without touching anything else."""
+def http_function(
+    name: str, methods: tuple[str, ...] | None = None
+) -> Callable[[Callable[[Any], R]], Callable[[Any], R | tuple[dict[str, str], int]]]:
+    """Wrap an HTTP entry point: GET /health answers without touching anything else, and
+    a method outside `methods` (when given) is refused before the handler runs."""
 
     def wrap(handler: Callable[[Any], R]) -> Callable[[Any], R | tuple[dict[str, str], int]]:
         logs.configure(name)
@@ -35,6 +38,8 @@ def http_function(name: str) -> Callable[[Callable[[Any], R]], Callable[[Any], R
             try:
                 if request.method == "GET" and request.path == HEALTH_PATH:
                     return {"status": "ok", "function": name}, 200
+                if methods is not None and request.method not in methods:
+                    return {"error": f"method {request.method} not allowed"}, 405
                 return handler(request)
             finally:
                 logs.trace_id.reset(trace_token)

@@ -1,0 +1,14 @@
+"""conversation: one inbound WhatsApp event from whatsapp.incoming.messages (Pub/Sub)."""
+
+from datetime import timedelta
+
+import functions_framework
+
+from shared import conversations, events, runtime
+
+
+@functions_framework.cloud_event
+@runtime.event_function("conversation", max_age=timedelta(days=2))
+def handle_incoming_message(cloud_event):  # type: ignore[no-untyped-def]
+    envelope, _, _ = events.decode_push(cloud_event)
+    conversations.handle_incoming(envelope)

@@ -1,0 +1,335 @@
+"""The conversation between a customer and an outlet: storing what the customer sent,
+deciding whether the AI answers or a human takes over, and queueing the reply.
+
+Exactly once: an inbound message is stored under a unique (outlet, WhatsApp message id), so
+a redelivered webhook or Pub/Sub message finds it already there. The dedupe is tied to
+success: a message stays `received` until a reply (or a decision not to reply) is committed
+with it, so a delivery that failed half-way is answered on the next attempt, not skipped.
+
+In order: replies are produced under a per-conversation lock (serialize), and each reply
+answers every message still waiting when the lock is taken (coalesce). A burst of three
+messages therefore gets replies in the order the customer wrote, and messages that arrived
+while an earlier reply was being prepared are answered together by the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import customers, dashboard, events, handoff, replies, send_queue
+from shared.db.models import Conversation, Customer, Message, Tenant
+from shared.db.tenancy import tenant_session
+from shared.whatsapp.updates import IdentityChange, InboundMessage, event_from_json_dict
+
+log = logging.getLogger(__name__)
+
+SERVICE_WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window
+STALE_AFTER = timedelta(hours=1)  # an AI answer this late would confuse more than help
+OPEN = ("active", "handed_off")
+HANDOFF_NOTICE = {
+    "en": "Got it — I'm connecting you with our team. A staff member will reply here shortly.",
+    "id": "Baik, kami hubungkan dengan tim kami. Staf kami akan segera membalas di sini.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one inbound event did; tests and logs read it."""
+
+    conversation_id: uuid.UUID | None
+    message_id: uuid.UUID | None
+    duplicate: bool = False
+    handed_off: bool = False
+    reply_id: uuid.UUID | None = None
+
+
+def handle_incoming(envelope: dict[str, Any]) -> Outcome:
+    """Handle one event from whatsapp.incoming.messages (idempotent)."""
+    tenant_id = uuid.UUID(envelope["tenant_id"])
+    outlet_id = uuid.UUID(envelope["outlet_id"])
+    event = event_from_json_dict(envelope["event"])
+    if isinstance(event, IdentityChange):
+        return change_identity(tenant_id, outlet_id, event)
+    if not isinstance(event, InboundMessage):
+        raise ValueError(f"unexpected event kind on the incoming topic: {type(event).__name__}")
+    stored = store_inbound(tenant_id, outlet_id, event)
+    reply_id = None
+    if not stored.handed_off:
+        reply_id = answer_waiting(tenant_id, stored.conversation_id)
+    flush_outbox(tenant_id, stored.conversation_id)
+    mirror(tenant_id, stored.conversation_id)
+    return Outcome(stored.conversation_id, stored.message_id, stored.duplicate, stored.handed_off, reply_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    duplicate: bool
+    handed_off: bool
+
+
+def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMessage) -> _Stored:
+    """Transaction 1: the customer, their open conversation and the message; a handoff the
+    message asks for is decided here, atomically with storing it."""
+    with tenant_session(tenant_id) as session:
+        customer = customers.resolve(session, tenant_id, event.customer, event.timestamp)
+        conversation = open_conversation(session, tenant_id, outlet_id, customer.id)
+        message_id = session.scalar(
+            insert(Message)
+            .values(
+                tenant_id=tenant_id, conversation_id=conversation.id, outlet_id=outlet_id,
+                direction="inbound", sender_type="customer", wa_message_id=event.id, type=event.type,
+                body=event.text_for_ai, payload=_payload_of(event), status="received",
+                customer_sent_at=event.timestamp,
+            )
+            .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
+            .returning(Message.id)
+        )
+        if message_id is None:
+            existing = session.scalars(select(Message).where(
+                Message.outlet_id == outlet_id, Message.wa_message_id == event.id)).one()
+            log.info("duplicate delivery of a stored message", extra={"wa_message_id": event.id})
+            return _Stored(existing.conversation_id, existing.id, True, conversation.status == "handed_off")
+        if conversation.last_customer_message_at is None or event.timestamp > conversation.last_customer_message_at:
+            conversation.last_customer_message_at = event.timestamp
+        conversation.last_message_at = func.now()
+        tenant = session.get_one(Tenant, tenant_id)
+        reason = _asks_for_a_person(event, tenant.settings)
+        if conversation.status == "active" and reason:
+            hand_off(session, tenant, conversation, reason, language_hint=[event.text_for_ai or ""])
+        if conversation.status == "handed_off":
+            session.execute(update(Message).where(Message.id == message_id).values(status="processed"))
+        return _Stored(conversation.id, message_id, False, conversation.status == "handed_off")
+
+
+def open_conversation(session: Session, tenant_id: uuid.UUID, outlet_id: uuid.UUID,
+                      customer_id: uuid.UUID) -> Conversation:
+    """The one open conversation of this customer at this outlet, created if needed, locked."""
+    session.execute(
+        insert(Conversation)
+        .values(tenant_id=tenant_id, outlet_id=outlet_id, customer_id=customer_id, status="active")
+        .on_conflict_do_nothing(index_elements=[Conversation.outlet_id, Conversation.customer_id],
+                                index_where=Conversation.status.in_(OPEN))
+    )
+    return session.scalars(
+        select(Conversation)
+        .where(Conversation.outlet_id == outlet_id, Conversation.customer_id == customer_id,
+               Conversation.status.in_(OPEN))
+        .with_for_update()
+    ).one()
+
+
+def _asks_for_a_person(event: InboundMessage, tenant_settings: dict[str, Any]) -> str | None:
+    if event.interactive is not None and handoff.button_requested(event.interactive.id):
+        return "requested:button"
+    if event.button is not None and handoff.button_requested(event.button.payload):
+        return "requested:button"
+    extra = tenant_settings.get("handoff_keywords") or []
+    keyword = handoff.keyword_requested(event.text_for_ai, extra)
+    return f"keyword:{keyword}" if keyword else None
+
+
+def hand_off(session: Session, tenant: Tenant, conversation: Conversation, reason: str,
+             language_hint: list[str]) -> None:
+    """Give the conversation to the agents: the AI stays silent until they return it. The
+    customer is told, and conversation.handed_off is published inside the transaction (a
+    failed commit may publish twice; subscribers key on conversation and time)."""
+    conversation.status = "handed_off"
+    conversation.handoff_reason = reason
+    conversation.handed_off_at = func.now()
+    language = replies.detect_language(language_hint, tenant.default_language)
+    notice = (tenant.settings.get("handoff_notice") or {}).get(language) or HANDOFF_NOTICE[language]
+    session.add(Message(
+        tenant_id=tenant.id, conversation_id=conversation.id, outlet_id=conversation.outlet_id,
+        direction="outbound", sender_type="system", type="text", body=notice, status="queued",
+        payload={"reason": "handoff_notice"},
+    ))
+    session.flush()
+    events.publish([events.Outgoing(
+        events.CONVERSATION_HANDED_OFF,
+        {"tenant_id": str(tenant.id), "conversation_id": str(conversation.id),
+         "outlet_id": str(conversation.outlet_id), "reason": reason,
+         "at": datetime.now(UTC).isoformat()},
+        attributes={"tenant_id": str(tenant.id)},
+    )])
+    log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
+
+
+def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
+    """Transaction 2: under the conversation's lock, one reply to every waiting message.
+
+    The lock is an advisory lock, not the conversation row, so that new messages can be
+    stored (transaction 1) while a reply is being generated; they wait for the next reply."""
+    with tenant_session(tenant_id) as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": zlib.crc32(conversation_id.bytes) - 2**31})
+        waiting = list(session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.direction == "inbound",
+                   Message.status == "received")
+            .order_by(Message.customer_sent_at, Message.created_at)
+        ))
+        if not waiting:
+            return None  # answered together with an earlier message
+        for message in waiting:
+            message.status = "processed"
+        conversation = session.get_one(Conversation, conversation_id)
+        tenant = session.get_one(Tenant, tenant_id)
+        texts = [m.body for m in waiting if m.body]
+        if not _should_answer(session, tenant, conversation, waiting[-1], texts):
+            return None
+        newest = waiting[-1]
+        if tenant.settings.get("read_receipts", True):
+            send_queue.enqueue(f"read-{newest.id}", {
+                "tenant_id": str(tenant_id), "kind": "read", "message_id": str(newest.id),
+                "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
+            })
+        reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
+        session.refresh(conversation, with_for_update=True)
+        if conversation.status != "active":
+            return None  # handed off while the reply was being prepared
+        outbound = Message(
+            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
+            direction="outbound", sender_type="llm", type="text", body=reply.text, status="queued",
+            confidence=reply.confidence, answers_up_to_message_id=newest.id,
+            payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
+        )
+        session.add(outbound)
+        conversation.last_message_at = func.now()
+        session.flush()
+        return outbound.id
+
+
+def _should_answer(session: Session, tenant: Tenant, conversation: Conversation, newest: Message,
+                   texts: list[str]) -> bool:
+    if conversation.status != "active":
+        return False
+    if newest.customer_sent_at is not None and datetime.now(UTC) - newest.customer_sent_at > STALE_AFTER:
+        log.warning("not answering messages this old; an agent will see them",
+                    extra={"conversation_id": str(conversation.id)})
+        return False
+    decision = replies.may_send(tenant.status)
+    if not decision.allowed:
+        log.info("billing does not allow a reply: %s", decision.reason)
+        return False
+    if handoff.too_many_low_confidence(_recent(session, conversation.id)):
+        session.refresh(conversation, with_for_update=True)
+        if conversation.status == "active":
+            hand_off(session, tenant, conversation, "low_confidence", texts)
+        return False
+    return True
+
+
+def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.RecentMessage]:
+    rows = session.execute(
+        select(Message.sender_type, Message.confidence, Message.payload)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at.desc()).limit(50)
+    ).all()
+    return [handoff.RecentMessage(r.sender_type, r.confidence, (r.payload or {}).get("event") == "ai_resumed")
+            for r in reversed(rows)]
+
+
+def flush_outbox(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> int:
+    """Queue a send task for every outbound message of the conversation still waiting for one.
+    Task names are the message ids, so doing this again after a failure never sends twice."""
+    with tenant_session(tenant_id) as session:
+        queued = list(session.scalars(
+            select(Message.id)
+            .where(Message.conversation_id == conversation_id, Message.direction == "outbound",
+                   Message.status == "queued")
+            .order_by(Message.created_at)
+        ))
+    for message_id in queued:
+        send_queue.enqueue(f"send-{message_id}", {"tenant_id": str(tenant_id), "kind": "send",
+                                                  "message_id": str(message_id)})
+    return len(queued)
+
+
+def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityChange) -> Outcome:
+    """A customer changed number or BSUID: re-key them; their conversation goes on."""
+    with tenant_session(tenant_id) as session:
+        customer = customers.rekey(session, tenant_id, event.old, event.new, event.timestamp)
+        conversation = session.scalars(select(Conversation).where(
+            Conversation.outlet_id == outlet_id, Conversation.customer_id == customer.id,
+            Conversation.status.in_(OPEN))).first()
+        message_id = None
+        if conversation is not None:
+            message_id = session.scalar(
+                insert(Message)
+                .values(tenant_id=tenant_id, conversation_id=conversation.id, outlet_id=outlet_id,
+                        direction="outbound", sender_type="system", wa_message_id=event.id, type="system",
+                        body=event.body, status="processed",
+                        payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid})
+                .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
+                .returning(Message.id)
+            )
+        conversation_id = conversation.id if conversation else None
+    if conversation_id is not None:
+        mirror(tenant_id, conversation_id)
+    return Outcome(conversation_id, message_id, duplicate=message_id is None and conversation_id is not None)
+
+
+def window_open(conversation: Conversation, now: datetime | None = None) -> bool:
+    """Free-form messages may be sent only within 24 hours of the customer's last message."""
+    last = conversation.last_customer_message_at
+    return last is not None and (now or datetime.now(UTC)) - last < SERVICE_WINDOW
+
+
+def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_limit: int = 20) -> None:
+    """Write the conversation and its latest messages to Firestore for live dashboards."""
+    with tenant_session(tenant_id) as session:
+        row = session.execute(
+            select(Conversation, Customer).join(Customer, Customer.id == Conversation.customer_id)
+            .where(Conversation.id == conversation_id)
+        ).one()
+        conversation, customer = row.Conversation, row.Customer
+        messages = list(session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc()).limit(message_limit)
+        ))
+    last = messages[0] if messages else None
+    dashboard.write(
+        {
+            "id": str(conversation.id), "tenant_id": str(tenant_id), "outlet_id": str(conversation.outlet_id),
+            "status": conversation.status, "handoff_reason": conversation.handoff_reason,
+            "customer": {"id": str(customer.id), "name": customer.profile_name, "username": customer.username,
+                         "phone": customer.phone_number, "bsuid": customer.bsuid},
+            "last_message": last.body if last else None,
+            "last_message_at": conversation.last_message_at,
+            "window_expires_at": (conversation.last_customer_message_at + SERVICE_WINDOW
+                                  if conversation.last_customer_message_at else None),
+            "updated_at": conversation.updated_at,
+        },
+        [message_document(tenant_id, m) for m in messages],
+    )
+
+
+def message_document(tenant_id: uuid.UUID, message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.id), "tenant_id": str(tenant_id), "outlet_id": str(message.outlet_id),
+        "conversation_id": str(message.conversation_id), "direction": message.direction,
+        "sender_type": message.sender_type, "type": message.type, "body": message.body,
+        "status": message.status, "error_code": message.error_code, "error_title": message.error_title,
+        "created_at": message.created_at, "sent_at": message.sent_at, "delivered_at": message.delivered_at,
+        "read_at": message.read_at,
+    }
+
+
+def _payload_of(event: InboundMessage) -> dict[str, Any]:
+    """What the database keeps of a message beyond its text: the parsed event itself."""
+    data = event.to_json_dict()["data"]
+    data.pop("raw", None) if event.supported else None
+    if not event.supported:
+        data["unsupported"] = True
+    return data

@@ -1,0 +1,127 @@
+"""Who a customer is: found by business-scoped user ID (BSUID) or phone number, whichever
+WhatsApp sent, and linked when both appear together.
+
+Since 2026 WhatsApp may withhold a user's phone number (users with a username) and always
+sends a BSUID; older records may have only a phone. A customer row holds whatever is known,
+and two rows that turn out to be the same person are merged, conversations and all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.db.models import Conversation, Customer
+from shared.whatsapp.updates import CustomerIdentity
+
+log = logging.getLogger(__name__)
+
+
+class UnidentifiedCustomer(ValueError):
+    """Neither a BSUID nor a phone number: nothing to key the customer on."""
+
+
+def _find(session: Session, bsuid: str | None, phone: str | None) -> tuple[Customer | None, Customer | None]:
+    by_bsuid = by_phone = None
+    if bsuid:
+        by_bsuid = session.scalars(select(Customer).where(Customer.bsuid == bsuid).with_for_update()).first()
+    if phone:
+        by_phone = session.scalars(
+            select(Customer).where(Customer.phone_number == phone).with_for_update()
+        ).first()
+    return by_bsuid, by_phone
+
+
+def resolve(session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, seen_at: datetime) -> Customer:
+    """The customer this identity belongs to, created or linked as needed (inside a tenant session)."""
+    if not identity.bsuid and not identity.phone:
+        raise UnidentifiedCustomer("a customer needs a BSUID or a phone number")
+    by_bsuid, by_phone = _find(session, identity.bsuid, identity.phone)
+    if by_bsuid is None and by_phone is None:
+        session.execute(
+            insert(Customer)
+            .values(tenant_id=tenant_id, bsuid=identity.bsuid, parent_bsuid=identity.parent_bsuid,
+                    phone_number=identity.phone, username=identity.username,
+                    profile_name=identity.profile_name, last_seen_at=seen_at)
+            .on_conflict_do_nothing()
+        )
+        by_bsuid, by_phone = _find(session, identity.bsuid, identity.phone)
+    customer = by_bsuid or by_phone
+    assert customer is not None  # inserted above, or a concurrent insert won and we found it
+    if by_bsuid is not None and by_phone is not None and by_bsuid.id != by_phone.id:
+        customer = merge(session, keep=by_phone, duplicate=by_bsuid)
+    _absorb(customer, identity, seen_at)
+    return customer
+
+
+def _absorb(customer: Customer, identity: CustomerIdentity, seen_at: datetime) -> None:
+    """Remember every identifier and profile detail this payload carried."""
+    if identity.bsuid and customer.bsuid != identity.bsuid:
+        customer.bsuid = identity.bsuid
+    if identity.phone and customer.phone_number != identity.phone:
+        customer.phone_number = identity.phone
+    if identity.parent_bsuid:
+        customer.parent_bsuid = identity.parent_bsuid
+    if identity.username:
+        customer.username = identity.username
+    if identity.profile_name:
+        customer.profile_name = identity.profile_name
+    if customer.last_seen_at is None or seen_at > customer.last_seen_at:
+        customer.last_seen_at = seen_at
+
+
+def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
+    """Fold `duplicate` into `keep`: its conversations move over, an open one of its own is
+    resolved if `keep` already has one open at the same outlet. Nothing is deleted but the
+    duplicate row itself."""
+    log.info("merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)})
+    open_of_keep = set(session.scalars(
+        select(Conversation.outlet_id).where(Conversation.customer_id == keep.id,
+                                             Conversation.status.in_(("active", "handed_off")))
+    ))
+    session.execute(
+        update(Conversation)
+        .where(Conversation.customer_id == duplicate.id, Conversation.outlet_id.in_(open_of_keep),
+               Conversation.status.in_(("active", "handed_off")))
+        .values(status="resolved", resolved_at=duplicate.last_seen_at)
+    )
+    session.execute(update(Conversation).where(Conversation.customer_id == duplicate.id)
+                    .values(customer_id=keep.id))
+    identifiers = CustomerIdentity(
+        bsuid=duplicate.bsuid, parent_bsuid=duplicate.parent_bsuid, phone=duplicate.phone_number,
+        username=duplicate.username, profile_name=duplicate.profile_name,
+    )
+    seen = max(filter(None, (keep.last_seen_at, duplicate.last_seen_at)), default=None)
+    session.delete(duplicate)
+    session.flush()  # free the duplicate's unique identifiers before `keep` takes them
+    if seen is not None:
+        _absorb(keep, identifiers, seen)
+    return keep
+
+
+def rekey(session: Session, tenant_id: uuid.UUID, old: CustomerIdentity, new: CustomerIdentity,
+          seen_at: datetime) -> Customer:
+    """A customer changed number or BSUID: the same row (and conversation) carries the new keys."""
+    by_bsuid, by_phone = _find(session, old.bsuid, old.phone)
+    customer = by_bsuid or by_phone
+    if customer is None:
+        return resolve(session, tenant_id, new, seen_at)
+    new_bsuid, new_phone = _find(session, new.bsuid if new.bsuid != old.bsuid else None,
+                                 new.phone if new.phone != old.phone else None)
+    for other in (new_bsuid, new_phone):
+        if other is not None and other.id != customer.id:
+            customer = merge(session, keep=customer, duplicate=other)
+    if new.phone and new.phone != old.phone:
+        customer.phone_number = new.phone
+    if new.bsuid and new.bsuid != old.bsuid:
+        customer.bsuid = new.bsuid
+    if new.parent_bsuid:
+        customer.parent_bsuid = new.parent_bsuid
+    if customer.last_seen_at is None or seen_at > customer.last_seen_at:
+        customer.last_seen_at = seen_at
+    return customer

@@ -1,0 +1,91 @@
+"""Registering a document a tenant admin uploaded to the documents bucket.
+
+Objects are named `tenants/{tenant_id}/knowledge/{knowledge_base_id}/{file name}`. The
+storage trigger is at-least-once, so a (bucket, object, generation) is registered once;
+each new generation (a re-upload) is a new document version. What cannot be ingested is
+recorded as failed with the reason instead of disappearing. Parsing and embedding the
+content is the knowledge issue's work, triggered by knowledge.document.uploaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from shared import events, logs
+from shared.db.models import Document, KnowledgeBase
+from shared.db.tenancy import tenant_session
+
+log = logging.getLogger(__name__)
+
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+SUPPORTED_TYPES = {
+    "application/pdf": "pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/plain": "txt",
+    "text/markdown": "md",
+    "text/csv": "csv",
+}
+_PATH = re.compile(r"^tenants/(?P<tenant>[0-9a-f-]{36})/knowledge/(?P<kb>[0-9a-f-]{36})/(?P<file>[^/].*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    document_id: uuid.UUID | None
+    status: str  # uploaded | failed | duplicate | ignored
+    reason: str = ""
+
+
+def register(object_resource: dict[str, Any]) -> Registration:
+    """Handle one object-finalize event's data (the Cloud Storage object resource)."""
+    bucket = str(object_resource.get("bucket", ""))
+    name = str(object_resource.get("name", ""))
+    match = _PATH.match(name)
+    if not match:
+        log.warning("object outside tenants/<id>/knowledge/<kb>/; ignored", extra={"object": name})
+        return Registration(None, "ignored", "object name does not follow tenants/<tenant>/knowledge/<kb>/<file>")
+    try:
+        tenant_id, kb_id = uuid.UUID(match["tenant"]), uuid.UUID(match["kb"])
+    except ValueError:
+        return Registration(None, "ignored", "tenant or knowledge base id is not a UUID")
+    size = int(object_resource.get("size") or 0)
+    content_type = str(object_resource.get("contentType") or "application/octet-stream").split(";")[0].strip()
+    problem = None
+    if size > MAX_DOCUMENT_BYTES:
+        problem = f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES}"
+    elif content_type not in SUPPORTED_TYPES:
+        problem = f"unsupported content type {content_type}; upload PDF, DOCX, XLSX, TXT, MD or CSV"
+    with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
+        if session.get(KnowledgeBase, kb_id) is None:
+            # Also what another tenant's knowledge base id looks like from here (RLS hides it).
+            log.warning("upload for an unknown knowledge base; ignored", extra={"object": name})
+            return Registration(None, "ignored", "no such knowledge base for this tenant")
+        document_id = session.scalar(
+            insert(Document)
+            .values(tenant_id=tenant_id, knowledge_base_id=kb_id, bucket=bucket, object_name=name,
+                    generation=int(object_resource.get("generation") or 0), content_type=content_type,
+                    size_bytes=size, sha256=None, status="failed" if problem else "uploaded", error=problem)
+            .on_conflict_do_nothing(index_elements=[Document.bucket, Document.object_name, Document.generation])
+            .returning(Document.id)
+        )
+        if document_id is None:
+            existing = session.scalar(select(Document.id).where(
+                Document.bucket == bucket, Document.object_name == name,
+                Document.generation == int(object_resource.get("generation") or 0)))
+            return Registration(existing, "duplicate")
+        if problem is None:
+            events.publish([events.Outgoing(
+                events.DOCUMENT_UPLOADED,
+                {"tenant_id": str(tenant_id), "knowledge_base_id": str(kb_id), "document_id": str(document_id),
+                 "bucket": bucket, "object_name": name, "generation": str(object_resource.get("generation")),
+                 "content_type": content_type},
+                attributes={"tenant_id": str(tenant_id)},
+            )])
+    return Registration(document_id, "failed" if problem else "uploaded", problem or "")

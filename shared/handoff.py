@@ -1,0 +1,77 @@
+"""When a human must take over a conversation.
+
+Three reasons: the customer asks for a person (keywords in English and Bahasa Indonesia,
+extendable per tenant, or a button whose id asks for an agent), or the AI has been unsure
+too often (three low-confidence replies among the last six messages since the AI last
+took over). Counting only since the AI last took over is what stops a conversation that an
+agent returned to the AI from bouncing straight back to the agents.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+DEFAULT_KEYWORDS: tuple[str, ...] = (
+    # English
+    "human", "real person", "talk to a person", "speak to a person", "talk to someone",
+    "speak to someone", "talk to an agent", "speak to an agent", "customer service",
+    "customer support", "live agent", "operator", "complaint", "i want to complain",
+    # Bahasa Indonesia (formal and everyday)
+    "manusia", "bicara dengan manusia", "bicara sama orang", "ngomong sama orang",
+    "minta cs", "hubungi cs", "panggil cs", "customer servis", "layanan pelanggan",
+    "petugas", "minta admin", "hubungi admin", "bicara dengan admin", "komplain", "keluhan",
+    "mau komplain", "saya mau komplain",
+)
+HANDOFF_BUTTON_IDS = frozenset({"handoff", "talk_to_agent", "human_agent", "hubungi_cs"})
+LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE_LIMIT = 3
+LOOKBACK = 6
+
+
+@dataclass(frozen=True, slots=True)
+class RecentMessage:
+    """One message of the conversation as the low-confidence rule sees it, newest last."""
+
+    sender_type: str  # customer | llm | agent | system
+    confidence: float | None = None
+    ai_resumed: bool = False  # a system marker: an agent handed the conversation back to the AI
+
+
+def _normalize(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return " ".join(re.findall(r"[a-z0-9]+", folded))
+
+
+def keyword_requested(text: str | None, extra_keywords: Iterable[str] = ()) -> str | None:
+    """The keyword the text asks for a person with, matched on whole words, or None."""
+    if not text:
+        return None
+    words = f" {_normalize(text)} "
+    for keyword in (*extra_keywords, *DEFAULT_KEYWORDS):
+        needle = _normalize(keyword)
+        if needle and f" {needle} " in words:
+            return keyword
+    return None
+
+
+def button_requested(button_id: str | None) -> bool:
+    return button_id is not None and button_id.casefold() in HANDOFF_BUTTON_IDS
+
+
+def too_many_low_confidence(history: Sequence[RecentMessage]) -> bool:
+    """Three low-confidence AI replies among the last six messages since the AI last resumed."""
+    since_resume: list[RecentMessage] = []
+    for message in reversed(history):
+        if message.ai_resumed:
+            break
+        since_resume.append(message)
+    window = since_resume[:LOOKBACK]
+    unsure = sum(
+        1 for m in window
+        if m.sender_type == "llm" and m.confidence is not None and m.confidence < LOW_CONFIDENCE
+    )
+    return unsure >= LOW_CONFIDENCE_LIMIT

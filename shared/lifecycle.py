@@ -1,0 +1,71 @@
+"""Scheduled housekeeping across tenants: closing conversations whose customer-service
+window has passed, and purging message content past the retention period.
+
+Both loop over tenants through the narrow platform path (the list of tenant ids) and do
+the work inside each tenant's own session, so row-level security applies as everywhere.
+Both are idempotent: running twice does nothing more than running once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, update
+
+from shared import conversations, dashboard, events, logs
+from shared.db import platform
+from shared.db.models import Conversation, Message
+from shared.db.tenancy import tenant_session
+
+log = logging.getLogger(__name__)
+
+RETENTION = timedelta(days=90)
+
+
+def expire_conversations(now: datetime | None = None) -> int:
+    """Active conversations whose 24-hour window closed become `expired`."""
+    cutoff = (now or datetime.now(UTC)) - conversations.SERVICE_WINDOW
+    total = 0
+    for tenant_id in platform.tenant_ids():
+        with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
+            expired = list(session.scalars(
+                update(Conversation)
+                .where(Conversation.status == "active", Conversation.last_customer_message_at < cutoff)
+                .values(status="expired")
+                .returning(Conversation.id)
+            ))
+            if expired:
+                events.publish([
+                    events.Outgoing(events.CONVERSATION_COMPLETED,
+                                    {"tenant_id": str(tenant_id), "conversation_id": str(cid), "status": "expired"},
+                                    attributes={"tenant_id": str(tenant_id)})
+                    for cid in expired
+                ])
+        for conversation_id in expired:
+            conversations.mirror(tenant_id, conversation_id)
+        total += len(expired)
+    log.info("expired conversations", extra={"count": total})
+    return total
+
+
+def purge_old_messages(now: datetime | None = None) -> int:
+    """Delete messages older than the retention period, in the database and the dashboard."""
+    cutoff = (now or datetime.now(UTC)) - RETENTION
+    total = 0
+    for tenant_id in platform.tenant_ids():
+        with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
+            rows = session.execute(
+                delete(Message).where(Message.created_at < cutoff)
+                .returning(Message.id, Message.conversation_id)
+            ).all()
+        _forget(tenant_id, [(r.conversation_id, r.id) for r in rows])
+        total += len(rows)
+    log.info("purged messages past retention", extra={"count": total})
+    return total
+
+
+def _forget(tenant_id: uuid.UUID, messages: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    for start in range(0, len(messages), 400):
+        dashboard.delete_messages(tenant_id, messages[start:start + 400])

@@ -1,0 +1,67 @@
+"""Queueing WhatsApp sends on Cloud Tasks, which retries them with backoff.
+
+Each task is named after what it does (send message X, mark message Y read), so queueing
+the same work twice, as a redelivered event will, is refused by Cloud Tasks as a duplicate
+instead of sending twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from typing import Any
+
+from google.api_core.client_options import ClientOptions
+from google.api_core.exceptions import AlreadyExists
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import tasks_v2
+
+from shared.config import settings
+from shared.deployment import declaration
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE = "whatsapp-send"
+
+
+@cache
+def _client() -> tasks_v2.CloudTasksClient:
+    emulator = settings().cloud_tasks_emulator_host
+    if emulator:
+        return tasks_v2.CloudTasksClient(
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=f"http://{emulator}"),
+            credentials=AnonymousCredentials(),
+        )
+    return tasks_v2.CloudTasksClient()
+
+
+def queue_path(queue: str = SEND_QUEUE) -> str:
+    config = settings()
+    return _client().queue_path(config.google_cloud_project, config.region, queue)
+
+
+def enqueue(task_id: str, payload: dict[str, Any], queue: str = SEND_QUEUE, delay_seconds: float = 0) -> bool:
+    """Queue `payload` for the function that serves `queue`. False when it was already queued."""
+    config = settings()
+    target = declaration().function_for_queue(queue)
+    http_request: dict[str, Any] = {
+        "http_method": tasks_v2.HttpMethod.POST,
+        "url": f"{config.functions_base_url.rstrip('/')}/{target}",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(payload, separators=(",", ":")).encode(),
+    }
+    if config.tasks_service_account:
+        http_request["oidc_token"] = {"service_account_email": config.tasks_service_account}
+    task: dict[str, Any] = {"name": f"{queue_path(queue)}/tasks/{task_id}", "http_request": http_request}
+    if delay_seconds:
+        from datetime import UTC, datetime, timedelta
+
+        task["schedule_time"] = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+    try:
+        _client().create_task(parent=queue_path(queue), task=task)
+    except AlreadyExists:
+        log.info("task already queued", extra={"task_id": task_id})
+        return False
+    return True

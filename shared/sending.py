@@ -1,0 +1,184 @@
+"""Sending one outbound message (or a read receipt) through the Graph API, as a Cloud Tasks
+task. The answer decides retries: 2xx ends the task, anything else makes the queue retry it
+with exponential backoff (functions/functions.yaml, queue whatsapp-send).
+
+Never twice: the message row is locked for the duration of the Graph call and only a
+`queued` message is sent, so a retried or duplicated task finds it `sent` and stops. (If the
+instance dies between Meta accepting the message and our commit, a retry can send again:
+Meta offers no idempotency key. That window is a few milliseconds.)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import conversations, events
+from shared.access_tokens import decrypt_access_token
+from shared.config import settings
+from shared.db.models import Conversation, Customer, Message, Outlet
+from shared.db.tenancy import tenant_session
+from shared.send_queue import SEND_QUEUE as QUEUE
+from shared.whatsapp.errors import GraphError
+from shared.whatsapp.graph import GraphClient, Recipient
+
+log = logging.getLogger(__name__)
+
+__all__ = ["QUEUE", "TaskResult", "handle_task"]
+
+ORDER_WAIT = timedelta(minutes=10)  # how long a later reply waits for an earlier one to go out
+MISSING_RETRIES = 3  # a task can outrun the commit of its message; after this, it was rolled back
+OUTSIDE_WINDOW = (131047, "Re-engagement message: outside the 24-hour customer service window (not sent)")
+_session = requests.Session()  # connection reuse across tasks on this instance
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    status: int  # the HTTP status the task answers with: 2xx done, else retried
+    detail: str
+
+    def response(self) -> tuple[dict[str, str], int]:
+        return {"result": self.detail}, self.status
+
+
+def handle_task(payload: dict[str, Any], retry_count: int, max_attempts: int) -> TaskResult:
+    """One task from the whatsapp-send queue: {"tenant_id", "kind": send|read, "message_id"}."""
+    try:
+        tenant_id = uuid.UUID(str(payload["tenant_id"]))
+        message_id = uuid.UUID(str(payload["message_id"]))
+        kind = payload.get("kind", "send")
+    except (KeyError, ValueError, TypeError):
+        return TaskResult(400, "task payload needs tenant_id, kind and message_id")
+    final = retry_count + 1 >= max_attempts
+    if kind == "read":
+        return mark_read(tenant_id, message_id, bool(payload.get("typing_indicator")), final)
+    if kind == "send":
+        return send(tenant_id, message_id, retry_count, final)
+    return TaskResult(400, f"unknown task kind {kind!r}")
+
+
+def _client(token: str) -> GraphClient:
+    config = settings()
+    return GraphClient(config.whatsapp_graph_api_url, config.whatsapp_graph_api_version, token, session=_session)
+
+
+def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: bool) -> TaskResult:
+    with tenant_session(tenant_id) as session:
+        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).first()
+        if message is None:
+            if retry_count < MISSING_RETRIES:
+                return TaskResult(503, "message not visible yet")
+            return TaskResult(200, "no such message (its transaction was rolled back)")
+        if message.status != "queued" or message.direction != "outbound":
+            return TaskResult(200, f"already {message.status}")
+        conversation = session.get_one(Conversation, message.conversation_id)
+        if _earlier_reply_pending(session, message):
+            return TaskResult(503, "an earlier reply of this conversation has not gone out yet")
+        if message.type != "template" and not conversations.window_open(conversation):
+            _fail(message, *OUTSIDE_WINDOW)
+            result = TaskResult(200, "outside the 24-hour window: not sent")
+        else:
+            result = _deliver(session, message, conversation, final)
+        snapshot = conversations.message_document(tenant_id, message) if message.status != "queued" else None
+        sent = message.status == "sent"
+        conversation_id = message.conversation_id
+    if snapshot is not None:
+        conversations.mirror(tenant_id, conversation_id)
+    if sent:
+        _announce(tenant_id, snapshot)
+    return result
+
+
+def _deliver(session: Session, message: Message, conversation: Conversation, final: bool) -> TaskResult:
+    outlet = session.get_one(Outlet, message.outlet_id)
+    customer = session.get_one(Customer, conversation.customer_id)
+    if outlet.access_token_ciphertext is None:
+        _fail(message, 190, "The outlet has no WhatsApp access token")
+        return TaskResult(200, "no access token: not sent")
+    client = _client(decrypt_access_token(outlet.access_token_ciphertext))
+    recipient = Recipient(phone=customer.phone_number, bsuid=customer.bsuid)
+    payload = message.payload or {}
+    try:
+        if message.type == "text":
+            wamid = client.send_text(outlet.phone_number_id, recipient, message.body or "")
+        elif message.type == "template":
+            wamid = client.send_template(outlet.phone_number_id, recipient, payload["template"],
+                                         payload.get("language", "id"), payload.get("components"))
+        else:
+            wamid = client.send_media(outlet.phone_number_id, recipient, message.type, payload["media_id"],
+                                      caption=message.body)
+    except GraphError as error:
+        return _failed_attempt(message, error, final)
+    message.status = "sent"
+    message.wa_message_id = wamid
+    message.sent_at = datetime.now(UTC)
+    message.error_code = message.error_title = None
+    return TaskResult(200, "sent")
+
+
+def _failed_attempt(message: Message, error: GraphError, final: bool) -> TaskResult:
+    log.warning("Graph API refused a send: %s", error,
+                extra={"message_id": str(message.id), "code": error.code, "retryable": error.retryable})
+    if error.retryable and not final:
+        attempts = int((message.payload or {}).get("send_attempts", 0)) + 1
+        message.payload = {**(message.payload or {}), "send_attempts": attempts,
+                           "last_error": {"code": error.code, "title": error.title}}
+        return TaskResult(503, f"retryable error {error.code}: will retry")
+    _fail(message, error.code, error.title)
+    return TaskResult(200, f"failed permanently with {error.code}")
+
+
+def _fail(message: Message, code: int | None, title: str | None) -> None:
+    message.status = "failed"
+    message.error_code = code
+    message.error_title = title
+    message.failed_at = datetime.now(UTC)
+
+
+def _earlier_reply_pending(session: Session, message: Message) -> bool:
+    """Replies go out in the order they were written: wait while an earlier one is queued."""
+    earlier = session.scalar(
+        select(Message.id).where(
+            Message.conversation_id == message.conversation_id, Message.direction == "outbound",
+            Message.status == "queued", Message.created_at < message.created_at,
+            Message.created_at > datetime.now(UTC) - ORDER_WAIT,
+        ).limit(1)
+    )
+    return earlier is not None
+
+
+def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
+    """Tell analytics a message went out. Best effort: the send itself already happened."""
+    try:
+        events.publish([events.Outgoing(events.OUTGOING_MESSAGES, snapshot or {},
+                                        attributes={"tenant_id": str(tenant_id)})])
+    except Exception:
+        log.exception("could not publish the outgoing-message event")
+
+
+def mark_read(tenant_id: uuid.UUID, message_id: uuid.UUID, typing_indicator: bool, final: bool) -> TaskResult:
+    """Blue ticks (and "typing...") on the customer's message while the reply is prepared."""
+    with tenant_session(tenant_id) as session:
+        message = session.get(Message, message_id)
+        if message is None or message.wa_message_id is None:
+            return TaskResult(200, "nothing to mark read")
+        outlet = session.get_one(Outlet, message.outlet_id)
+        if outlet.access_token_ciphertext is None:
+            return TaskResult(200, "no access token")
+        token = decrypt_access_token(outlet.access_token_ciphertext)
+        phone_number_id, wa_message_id = outlet.phone_number_id, message.wa_message_id
+    try:
+        _client(token).mark_read(phone_number_id, wa_message_id, typing_indicator)
+    except GraphError as error:
+        if error.retryable and not final:
+            return TaskResult(503, f"retryable error {error.code}")
+        log.warning("could not mark a message read: %s", error)
+        return TaskResult(200, "not marked read")
+    return TaskResult(200, "marked read")

@@ -1,0 +1,82 @@
+"""Status webhooks move our outbound messages through sent, delivered, read and failed.
+
+Statuses only move forward (a late `delivered` never undoes `read`); `failed` is final.
+A status can arrive before the sender committed the WhatsApp id it refers to: we ask for a
+redelivery then, for a while, and drop it after that (it was a message sent by another tool).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from shared import conversations, customers
+from shared.db.models import Conversation, Customer, Message
+from shared.db.tenancy import tenant_session
+from shared.whatsapp.updates import StatusUpdate, event_from_json_dict
+
+log = logging.getLogger(__name__)
+
+RANK = {"queued": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
+UNKNOWN_MESSAGE_PATIENCE = timedelta(minutes=5)
+
+
+class StatusForUnknownMessage(RuntimeError):
+    """No outbound message has this WhatsApp id yet: raise so Pub/Sub delivers again later."""
+
+
+def handle_status(envelope: dict[str, Any]) -> str:
+    tenant_id = uuid.UUID(envelope["tenant_id"])
+    outlet_id = uuid.UUID(envelope["outlet_id"])
+    status = event_from_json_dict(envelope["event"])
+    if not isinstance(status, StatusUpdate):
+        raise ValueError(f"unexpected event kind on the statuses topic: {type(status).__name__}")
+    with tenant_session(tenant_id) as session:
+        message = session.scalars(
+            select(Message)
+            .where(Message.outlet_id == outlet_id, Message.wa_message_id == status.id,
+                   Message.direction == "outbound")
+            .with_for_update()
+        ).first()
+        if message is None:
+            if datetime.now(UTC) - status.timestamp < UNKNOWN_MESSAGE_PATIENCE:
+                raise StatusForUnknownMessage(f"no outbound message {status.id} yet")
+            log.info("status for a message we did not send; dropped", extra={"wa_message_id": status.id})
+            return "unknown message"
+        outcome = _apply(message, status)
+        conversation = session.get_one(Conversation, message.conversation_id)
+        customer = session.get_one(Customer, conversation.customer_id)
+        if status.recipient.bsuid or status.recipient.phone:
+            # A status may be the first payload that pairs the customer's phone with their BSUID.
+            customers.resolve(session, tenant_id, status.recipient, customer.last_seen_at or status.timestamp)
+        conversation_id = conversation.id
+    if outcome != "unchanged":
+        conversations.mirror(tenant_id, conversation_id)
+    return outcome
+
+
+def _apply(message: Message, status: StatusUpdate) -> str:
+    if message.status == "failed":
+        return "unchanged"
+    if status.status == "failed":
+        message.status = "failed"
+        message.error_code = status.error_code
+        message.error_title = status.error_title
+        message.failed_at = status.timestamp
+        return "failed"
+    rank = RANK.get(status.status)
+    if rank is None:
+        log.info("unknown status value kept in payload", extra={"status": status.status})
+        message.payload = {**(message.payload or {}), "last_unknown_status": status.status}
+        return "unchanged"
+    stamp = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}[status.status]
+    if getattr(message, stamp) is None:
+        setattr(message, stamp, status.timestamp)
+    if rank > RANK.get(message.status, 0):
+        message.status = status.status
+        return status.status
+    return "unchanged"
