@@ -1,0 +1,498 @@
+"""A local stand-in for Meta's Graph API messages endpoint, for development and tests.
+
+It accepts sends and mark-reads the way the Cloud API does (same paths, same answer and error
+shapes), records every call, can be told to fail the next calls with a given error code or
+HTTP status, and, given a webhook URL and app secret, answers each accepted send with signed
+`sent`, `delivered` and `read` status webhooks, as Meta would.
+
+    python -m emulators.whatsapp_simulator --port 8089 \\
+        --webhook-url http://127.0.0.1:8080/whatsapp-webhook --app-secret dev-secret
+
+Control endpoints (not part of Graph): GET /_sim/health; GET|DELETE /_sim/calls
+(?phone_number_id= filters); POST|DELETE /_sim/failures; GET|POST /_sim/config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from shared.whatsapp.errors import error_class_for_code
+from shared.whatsapp.signature import sign
+
+log = logging.getLogger("whatsapp_simulator")
+
+SEND_TYPES = frozenset(
+    {
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "template",
+        "interactive",
+        "location",
+        "contacts",
+        "reaction",
+    }
+)
+_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+_BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
+_PHONE = re.compile(r"^\+?[0-9]{6,20}$")
+# The HTTP status Meta answers with for each code (Cloud API error codes reference).
+_HTTP_STATUS_BY_CODE = {
+    1: 400, 2: 503, 4: 400, 10: 403, 100: 400, 190: 401, 368: 403, 80007: 400, 130429: 400, 131000: 500,
+    131016: 503, 131026: 400, 131030: 400, 131031: 403, 131047: 400, 131051: 400, 131052: 400, 131053: 400,
+    131056: 400, 131062: 400, 132000: 400, 132001: 404,
+}  # fmt: skip
+_STATUS_SEQUENCE = ("sent", "delivered", "read")
+_WABA_ID = "102290129340398"
+
+
+@dataclass
+class _Failures:
+    remaining: int
+    http_status: int
+    error_code: int | None
+    include_read: bool
+
+
+@dataclass(frozen=True)
+class _WebhookTarget:
+    url: str
+    app_secret: str
+    delay: float
+
+
+class _AnswerError(Exception):
+    """Stop handling and answer with this (error) response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json")
+
+
+def graph_error(
+    code: int, message: str, details: str | None = None, http_status: int | None = None
+) -> Response:
+    """A Meta-shaped error answer."""
+    error: dict[str, Any] = {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code}
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)
+    return _json({"error": error}, http_status or _HTTP_STATUS_BY_CODE.get(code, 400))
+
+
+def _invalid(details: str) -> _AnswerError:
+    return _AnswerError(graph_error(100, "Invalid parameter", details, 400))
+
+
+class Simulator:
+    """The WSGI app; state lives here, guarded by one lock, so threaded servers are safe."""
+
+    def __init__(
+        self,
+        webhook_url: str | None = None,
+        app_secret: str | None = None,
+        *,
+        record_path: Path | None = None,
+        status_delay: float = 0.2,
+        display_phone_number: str = "15550783881",
+    ) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[dict[str, Any]] = []
+        self._failures: _Failures | None = None
+        self._webhook_url = webhook_url
+        self._app_secret = app_secret
+        self._status_webhooks = bool(webhook_url and app_secret)
+        self._status_delay = status_delay
+        self._record_path = record_path
+        self._display_phone_number = display_phone_number
+        self._sequence = itertools.count(1)
+        self._urls = Map(
+            [
+                Rule("/_sim/health", endpoint="health", methods=["GET"]),
+                Rule("/_sim/calls", endpoint="calls", methods=["GET", "DELETE"]),
+                Rule("/_sim/failures", endpoint="failures", methods=["POST", "DELETE"]),
+                Rule("/_sim/config", endpoint="config", methods=["GET", "POST"]),
+                Rule("/<version>/<phone_number_id>/messages", endpoint="messages", methods=["POST"]),
+            ]
+        )
+
+    def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            endpoint, args = self._urls.bind_to_environ(environ).match()
+            response = getattr(self, f"_on_{endpoint}")(request, **args)
+        except HTTPException as exc:
+            response = _json({"error": {"message": exc.description, "code": exc.code}}, exc.code or 500)
+        except _AnswerError as answer:
+            response = answer.response
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
+
+    # Control endpoints -------------------------------------------------------------------
+
+    def _on_health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    def _on_calls(self, request: Request) -> Response:
+        with self._lock:
+            if request.method == "DELETE":
+                self._calls.clear()
+                return _json({"cleared": True})
+            wanted = request.args.get("phone_number_id")
+            calls = [c for c in self._calls if wanted is None or c["phone_number_id"] == wanted]
+            return _json({"calls": calls})
+
+    def _on_failures(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            with self._lock:
+                self._failures = None
+            return _json({"cleared": True})
+        spec = _json_object(request)
+        count: Any = spec.get("count")
+        code: Any = spec.get("error_code")
+        status: Any = spec.get("http_status")
+        if not _positive_int(count):
+            raise _invalid("count must be a positive integer")
+        if code is None and status is None:
+            raise _invalid("give error_code, http_status, or both")
+        if code is not None and not _positive_int(code):
+            raise _invalid("error_code must be a positive integer")
+        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+            raise _invalid("http_status must be between 400 and 599")
+        failures = _Failures(
+            remaining=count,
+            http_status=status if status is not None else _HTTP_STATUS_BY_CODE.get(code, 400),
+            error_code=code,
+            include_read=spec.get("include_read") is True,
+        )
+        with self._lock:
+            self._failures = failures
+        return _json(
+            {
+                "count": failures.remaining,
+                "http_status": failures.http_status,
+                "error_code": failures.error_code,
+                "include_read": failures.include_read,
+            }
+        )
+
+    def _on_config(self, request: Request) -> Response:
+        if request.method == "POST":
+            spec = _json_object(request)
+            url, secret, delay = spec.get("webhook_url"), spec.get("app_secret"), spec.get("status_delay")
+            if url is not None and not isinstance(url, str):
+                raise _invalid("webhook_url must be a string or null")
+            if secret is not None and not isinstance(secret, str):
+                raise _invalid("app_secret must be a string")
+            if delay is not None and (
+                isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0
+            ):
+                raise _invalid("status_delay must be a number of seconds")
+            with self._lock:
+                webhook_url = (url or None) if "webhook_url" in spec else self._webhook_url
+                app_secret = (secret or None) if "app_secret" in spec else self._app_secret
+                enabled = (
+                    spec["status_webhooks"] is True if "status_webhooks" in spec else self._status_webhooks
+                )
+                if enabled and not (webhook_url and app_secret):
+                    raise _invalid("status webhooks need webhook_url and app_secret")
+                self._webhook_url, self._app_secret, self._status_webhooks = webhook_url, app_secret, enabled
+                if delay is not None:
+                    self._status_delay = float(delay)
+        with self._lock:
+            return _json(
+                {
+                    "webhook_url": self._webhook_url,
+                    "app_secret_set": bool(self._app_secret),
+                    "status_webhooks": self._status_webhooks,
+                    "status_delay": self._status_delay,
+                }
+            )
+
+    # Graph -------------------------------------------------------------------------------
+
+    def _on_messages(self, request: Request, version: str, phone_number_id: str) -> Response:
+        body = request.get_json(silent=True)
+        kind = "mark_read" if isinstance(body, dict) and "status" in body else "send"
+        call: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(),
+            "api_version": version,
+            "phone_number_id": phone_number_id,
+            "kind": kind,
+            "body": body,
+            "authorized": False,
+            "status": 200,
+            "wamid": None,
+            "error_code": None,
+        }
+        try:
+            response, wamid = self._answer(request, body, kind, phone_number_id, call)
+        except _AnswerError as answer:
+            response, wamid = answer.response, None
+        call["status"] = response.status_code
+        call["wamid"] = wamid
+        if response.status_code >= 400:
+            call["error_code"] = _error_code(response)
+        self._record(call)
+        return response
+
+    def _answer(
+        self, request: Request, body: Any, kind: str, phone_number_id: str, call: dict[str, Any]
+    ) -> tuple[Response, str | None]:
+        authorization = request.headers.get("Authorization", "")
+        if not authorization.startswith("Bearer ") or not authorization[len("Bearer ") :].strip():
+            raise _AnswerError(
+                graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401)
+            )
+        call["authorized"] = True
+        if not isinstance(body, dict):
+            raise _invalid("the request body must be a JSON object")
+        if kind == "mark_read":
+            _validate_mark_read(body)
+        else:
+            _validate_send(body)
+        self._maybe_fail(kind)
+        if kind == "mark_read":
+            return _json({"success": True}), None
+
+        wamid = f"wamid.SIM{next(self._sequence):06d}{secrets.token_hex(8).upper()}"
+        if "to" in body:
+            contact = {"input": body["to"], "wa_id": body["to"].lstrip("+")}
+            addressing = {"recipient_id": contact["wa_id"]}
+        else:
+            contact = {"input": body["recipient"], "user_id": body["recipient"]}
+            addressing = {"recipient_user_id": body["recipient"]}
+        target = self._webhook_target()
+        if target is not None:
+            threading.Thread(
+                target=self._post_statuses,
+                args=(target, phone_number_id, wamid, addressing, body["type"]),
+                name=f"status-webhooks-{wamid}",
+                daemon=True,
+            ).start()
+        answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
+        return _json(answer), wamid
+
+    def _maybe_fail(self, kind: str) -> None:
+        with self._lock:
+            failures = self._failures
+            if failures is None or (kind == "mark_read" and not failures.include_read):
+                return
+            failures.remaining -= 1
+            if failures.remaining <= 0:
+                self._failures = None
+        if failures.error_code is None:
+            # What a load balancer in front of Graph sends: no JSON, no code.
+            raise _AnswerError(
+                Response(
+                    f"<html><body>HTTP {failures.http_status}</body></html>",
+                    status=failures.http_status,
+                    mimetype="text/html",
+                )
+            )
+        cls = error_class_for_code(failures.error_code)
+        title = cls.default_title if cls else "Simulated error"
+        raise _AnswerError(
+            graph_error(failures.error_code, title, "Simulated by /_sim/failures.", failures.http_status)
+        )
+
+    def _webhook_target(self) -> _WebhookTarget | None:
+        with self._lock:
+            if not (self._status_webhooks and self._webhook_url and self._app_secret):
+                return None
+            return _WebhookTarget(self._webhook_url, self._app_secret, self._status_delay)
+
+    def _post_statuses(
+        self,
+        target: _WebhookTarget,
+        phone_number_id: str,
+        wamid: str,
+        addressing: dict[str, str],
+        msg_type: str,
+    ) -> None:
+        category = "utility" if msg_type == "template" else "service"
+        for status in _STATUS_SEQUENCE:
+            time.sleep(target.delay)
+            entry: dict[str, Any] = {
+                "id": wamid,
+                "status": status,
+                "timestamp": str(int(time.time())),
+                **addressing,
+                "pricing": {
+                    "billable": category != "service",
+                    "pricing_model": "PMP",
+                    "category": category,
+                    "type": "regular" if category != "service" else "free_customer_service",
+                },
+            }
+            payload = {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": _WABA_ID,
+                        "changes": [
+                            {
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {
+                                        "display_phone_number": self._display_phone_number,
+                                        "phone_number_id": phone_number_id,
+                                    },
+                                    "statuses": [entry],
+                                },
+                                "field": "messages",
+                            }
+                        ],
+                    }
+                ],
+            }
+            raw = json.dumps(payload).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(raw, target.app_secret),
+            }
+            try:
+                answer = requests.post(target.url, data=raw, headers=headers, timeout=5)
+            except requests.RequestException as exc:
+                log.warning("status webhook %s for %s not delivered: %s", status, wamid, exc)
+                continue
+            if answer.status_code >= 300:
+                log.warning("status webhook %s for %s answered HTTP %s", status, wamid, answer.status_code)
+
+    def _record(self, call: dict[str, Any]) -> None:
+        with self._lock:
+            self._calls.append(call)
+            if self._record_path is not None:
+                with self._record_path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(call) + "\n")
+
+
+def create_app(
+    webhook_url: str | None = None,
+    app_secret: str | None = None,
+    *,
+    record_path: Path | None = None,
+    status_delay: float = 0.2,
+) -> Simulator:
+    """The simulator as a WSGI app, e.g. for `werkzeug.serving.make_server` in a test thread."""
+    return Simulator(webhook_url, app_secret, record_path=record_path, status_delay=status_delay)
+
+
+def _validate_send(body: dict[str, Any]) -> None:
+    if body.get("messaging_product") != "whatsapp":
+        raise _invalid('messaging_product must be "whatsapp"')
+    has_to, has_recipient = "to" in body, "recipient" in body
+    if has_to == has_recipient:
+        raise _invalid("give exactly one of to (phone number) and recipient (business-scoped user ID)")
+    if has_to and not (isinstance(body["to"], str) and _PHONE.match(body["to"])):
+        raise _invalid("to must be a phone number")
+    if has_recipient and not (isinstance(body["recipient"], str) and _BSUID.match(body["recipient"])):
+        raise _invalid("recipient must be a business-scoped user ID such as US.13491208655302741918")
+    msg_type = body.get("type")
+    if msg_type not in SEND_TYPES:
+        raise _invalid(f"type must be one of {sorted(SEND_TYPES)}")
+    content = body.get(msg_type)
+    if msg_type == "contacts":
+        if not isinstance(content, list) or not content:
+            raise _invalid("contacts must be a non-empty list")
+    elif not isinstance(content, dict):
+        raise _invalid(f"{msg_type} must be an object")
+    elif msg_type == "text" and not (isinstance(content.get("body"), str) and content["body"].strip()):
+        raise _invalid("text.body must be a non-empty string")
+    elif msg_type == "text" and len(content["body"]) > 4096:
+        raise _invalid("text.body is longer than 4096 characters")
+    elif msg_type in _MEDIA_TYPES and not (content.get("id") or content.get("link")):
+        raise _invalid(f"{msg_type} needs an id or a link")
+    elif msg_type == "template" and not (
+        isinstance(content.get("name"), str) and isinstance((content.get("language") or {}).get("code"), str)
+    ):
+        raise _invalid("template needs a name and language.code")
+    context = body.get("context")
+    if context is not None and not (isinstance(context, dict) and isinstance(context.get("message_id"), str)):
+        raise _invalid("context.message_id must be a string")
+
+
+def _validate_mark_read(body: dict[str, Any]) -> None:
+    if body.get("messaging_product") != "whatsapp":
+        raise _invalid('messaging_product must be "whatsapp"')
+    if body.get("status") != "read":
+        raise _invalid('status must be "read"')
+    if not (isinstance(body.get("message_id"), str) and body["message_id"]):
+        raise _invalid("message_id must be a WhatsApp message id")
+    if "typing_indicator" in body and body["typing_indicator"] != {"type": "text"}:
+        raise _invalid('typing_indicator must be {"type": "text"}')
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _invalid("the request body must be a JSON object")
+    return body
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _error_code(response: Response) -> int | None:
+    try:
+        code = json.loads(response.get_data())["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local stand-in for Meta's WhatsApp Graph API.")
+    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--webhook-url", help="where to post signed status webhooks")
+    parser.add_argument(
+        "--app-secret",
+        default=os.environ.get("WHATSAPP_APP_SECRET"),
+        help="secret that signs status webhooks (default: $WHATSAPP_APP_SECRET)",
+    )
+    parser.add_argument("--record", type=Path, help="also append every call, as JSON lines, to this file")
+    parser.add_argument("--status-delay", type=float, default=0.2, help="seconds between status webhooks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(
+        args.webhook_url, args.app_secret, record_path=args.record, status_delay=args.status_delay
+    )
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    log.info("WhatsApp Graph API simulator listening on http://127.0.0.1:%s", server.port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
