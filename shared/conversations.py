@@ -333,3 +333,57 @@ def _payload_of(event: InboundMessage) -> dict[str, Any]:
     if not event.supported:
         data["unsupported"] = True
     return data
+
+
+def resolve(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID | None = None) -> bool:
+    """An agent closes the conversation; the customer's next message opens a fresh one, with
+    the AI answering again and the low-confidence count starting from zero."""
+    with tenant_session(tenant_id) as session:
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None or conversation.status not in OPEN:
+            return False
+        conversation.status = "resolved"
+        conversation.resolved_at = func.now()
+        conversation.assigned_user_id = user_id or conversation.assigned_user_id
+        events.publish([events.Outgoing(
+            events.CONVERSATION_COMPLETED,
+            {"tenant_id": str(tenant_id), "conversation_id": str(conversation_id), "status": "resolved"},
+            attributes={"tenant_id": str(tenant_id)})])
+    mirror(tenant_id, conversation_id)
+    return True
+
+
+def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID | None = None) -> bool:
+    """An agent hands a handed-off conversation back to the AI. A system marker restarts the
+    low-confidence count, so the conversation does not bounce straight back to the agents."""
+    with tenant_session(tenant_id) as session:
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None or conversation.status != "handed_off":
+            return False
+        conversation.status = "active"
+        session.add(Message(
+            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
+            direction="outbound", sender_type="system", type="system", body=None, status="processed",
+            payload={"event": "ai_resumed", "by": str(user_id) if user_id else None},
+        ))
+    mirror(tenant_id, conversation_id)
+    return True
+
+
+def queue_agent_message(tenant_id: uuid.UUID, conversation_id: uuid.UUID, text_body: str,
+                        user_id: uuid.UUID | None = None) -> uuid.UUID:
+    """An agent writes to the customer; the sender delivers it (and refuses outside the window)."""
+    with tenant_session(tenant_id) as session:
+        conversation = session.get_one(Conversation, conversation_id)
+        message = Message(
+            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
+            direction="outbound", sender_type="agent", type="text", body=text_body, status="queued",
+            payload={"by": str(user_id) if user_id else None},
+        )
+        session.add(message)
+        conversation.last_message_at = func.now()
+        session.flush()
+        message_id = message.id
+    flush_outbox(tenant_id, conversation_id)
+    mirror(tenant_id, conversation_id)
+    return message_id

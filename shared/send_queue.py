@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from google.api_core.client_options import ClientOptions
-from google.api_core.exceptions import AlreadyExists
+from google.api_core.exceptions import Aborted, Conflict
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
 
@@ -61,7 +61,9 @@ def enqueue(task_id: str, payload: dict[str, Any], queue: str = SEND_QUEUE, dela
         task["schedule_time"] = datetime.now(UTC) + timedelta(seconds=delay_seconds)
     try:
         _client().create_task(parent=queue_path(queue), task=task)
-    except AlreadyExists:
+    except Aborted:
+        raise  # a concurrency hiccup, not a duplicate: let the caller's retry try again
+    except Conflict:  # ALREADY_EXISTS (gRPC) or HTTP 409 (REST): this work is already queued
         log.info("task already queued", extra={"task_id": task_id})
         return False
     return True

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from emulators.postgres import start_postgres
+from emulators.stack import LocalStack, StackOptions
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,26 @@ def postgres_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield service.url
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole local system, as scripts/dev runs it, on free ports in a temporary folder.
+
+    Started once for the session. It exports its environment (emulator hosts, DATABASE_URL,
+    secrets) into this process so tests reach the same services through the same clients.
+    """
+    from shared.config import settings
+    from shared.db.engine import reset_engine
+
+    state = tmp_path_factory.mktemp("stack")
+    local = LocalStack(StackOptions(state_dir=state))
+    local.start()
+    settings.cache_clear()
+    reset_engine()
+    try:
+        yield local
+    finally:
+        local.stop()
+        settings.cache_clear()
+        reset_engine()

@@ -1,0 +1,100 @@
+"""The process-wide SQLAlchemy engine of the application role (crm_app).
+
+Where the database is, in order of precedence:
+1. DATABASE_URL: any PostgreSQL URL, driven by pg8000 (local runtime, tests, a proxy);
+2. INSTANCE_CONNECTION_NAME: Cloud SQL through the Cloud SQL Python Connector (Cloud Run);
+3. otherwise an error: start the local runtime (scripts/dev) or set DATABASE_URL.
+
+The engine is created once per process, on first use, because a Cloud Run instance serves
+many requests and each engine owns a pool of connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from shared.config import Settings, settings
+
+log = logging.getLogger(__name__)
+
+_DRIVERS = {"postgresql", "postgres", "postgresql+pg8000"}
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_connector: Any = None  # google.cloud.sql.connector.Connector, when connecting through it
+
+
+def normalize_url(url: str) -> str:
+    """Return `url` with the pg8000 driver; reject other drivers rather than half-work with them."""
+    parsed = make_url(url)
+    if parsed.drivername not in _DRIVERS:
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use postgresql:// or postgresql+pg8000://"
+        )
+    return parsed.set(drivername="postgresql+pg8000").render_as_string(hide_password=False)
+
+
+def _pool_options(cfg: Settings) -> dict[str, Any]:
+    # pre_ping: Cloud SQL and idle Cloud Run instances drop connections; recycle before they do.
+    return {"pool_size": cfg.db_pool_size, "max_overflow": 2, "pool_timeout": 30,
+            "pool_recycle": 1800, "pool_pre_ping": True}
+
+
+def engine_for_url(url: str, **options: Any) -> Engine:
+    """An engine for a URL with our pool defaults; `options` override them (tests use a tiny pool)."""
+    return create_engine(normalize_url(url), **{**_pool_options(settings()), **options})
+
+
+def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
+    """Connect through the Cloud SQL connector: IAM-authorised TLS, no IP allow-lists."""
+    from google.cloud.sql.connector import Connector
+
+    # "lazy" refreshes certificates on demand: Cloud Run throttles CPU between requests.
+    connector = Connector(ip_type=os.environ.get("DB_IP_TYPE", "PRIVATE"), refresh_strategy="lazy")
+    auth: dict[str, Any] = (
+        {"password": cfg.db_password.get_secret_value()} if cfg.db_password else {"enable_iam_auth": True}
+    )
+
+    def connect() -> Any:
+        return connector.connect(instance, "pg8000", user=cfg.db_user, db=cfg.db_name, **auth)
+
+    engine = create_engine("postgresql+pg8000://", creator=connect, **_pool_options(cfg))
+    log.info("database engine: Cloud SQL %s, database %s, user %s", instance, cfg.db_name, cfg.db_user)
+    return engine, connector
+
+
+def get_engine() -> Engine:
+    """The application role's engine, created on first call and then shared by the process."""
+    global _engine, _connector
+    with _lock:
+        if _engine is None:
+            cfg = settings()
+            if cfg.database_url is not None:
+                _engine = engine_for_url(cfg.database_url.get_secret_value())
+                log.info("database engine: %s", _engine.url.render_as_string(hide_password=True))
+            elif cfg.instance_connection_name:
+                _engine, _connector = _cloud_sql_engine(cfg, cfg.instance_connection_name)
+            else:
+                raise RuntimeError(
+                    "no database configured: run scripts/dev (it starts PostgreSQL and exports "
+                    "DATABASE_URL), or set DATABASE_URL or INSTANCE_CONNECTION_NAME"
+                )
+        return _engine
+
+
+def reset_engine() -> None:
+    """Close the pool (and the Cloud SQL connector) so the next get_engine() reads settings anew."""
+    global _engine, _connector
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        if _connector is not None:
+            _connector.close()
+        _engine = None
+        _connector = None

@@ -1,0 +1,24 @@
+"""Alembic environment: online migrations only, over the URL that shared.db.migrate passes in.
+
+The URL travels in `config.attributes`, not in the ini options, so that a password holding
+`%` survives ConfigParser interpolation and no alembic.ini is needed.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from shared.db.migrate import COMPARE_OPTIONS
+from shared.db.models import Base
+
+if context.is_offline_mode():
+    raise RuntimeError("offline (--sql) migrations are not supported: run them against a database")
+
+engine = create_engine(context.config.attributes["url"], poolclass=NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, **COMPARE_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

@@ -1,0 +1,212 @@
+"""A customer writes to the demo outlet; what reaches WhatsApp, and what the database keeps.
+
+Everything runs through the real pieces: signed webhooks into the function host, Pub/Sub
+push, PostgreSQL, Cloud Tasks with retries, and the Graph API simulator.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from shared import conversations
+from shared.db.models import Conversation, Customer, Message
+from shared.db.tenancy import tenant_session
+from shared.whatsapp.updates import parse_webhook
+from tests.pipeline.driver import Meta, inbound, new_customer, wait_for
+
+
+def customer_row(tenant: uuid.UUID, customer: dict[str, Any]) -> Customer | None:
+    with tenant_session(tenant) as session:
+        query = select(Customer).where(
+            (Customer.bsuid == customer["bsuid"]) if customer.get("bsuid") else
+            (Customer.phone_number == customer["phone"]))
+        return session.scalars(query).first()
+
+
+def conversations_of(tenant: uuid.UUID, customer: dict[str, Any]) -> list[Conversation]:
+    row = customer_row(tenant, customer)
+    if row is None:
+        return []
+    with tenant_session(tenant) as session:
+        return list(session.scalars(select(Conversation).where(Conversation.customer_id == row.id)
+                                    .order_by(Conversation.created_at)))
+
+
+def messages_of(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message]:
+    with tenant_session(tenant) as session:
+        return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                    .order_by(Message.created_at)))
+
+
+def settled(meta: Meta, customer: dict[str, Any], count: int, quiet: float = 1.5) -> list[dict[str, Any]]:
+    """Wait for `count` sends to this customer, then a quiet spell to catch any extra one."""
+    wait_for(lambda: len(meta.sends_to(customer)) >= count or None)
+    time.sleep(quiet)
+    return meta.sends_to(customer)
+
+
+def test_hello_gets_one_reply_and_a_read_receipt(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    wamid = meta.say(customer, "hello")
+    sends = settled(meta, customer, 1)
+    assert len(sends) == 1
+    assert sends[0]["body"]["to"] == customer["phone"]
+    assert "Kopi Nusantara" in sends[0]["body"]["text"]["body"]
+    assert "hello" not in sends[0]["body"]["text"]["body"].lower()  # the placeholder never echoes
+    reads = [c for c in meta.calls("mark_read") if c["body"]["message_id"] == wamid]
+    assert len(reads) == 1
+    assert reads[0]["body"]["typing_indicator"] == {"type": "text"}
+    [conversation] = conversations_of(demo_tenant, customer)
+    assert conversation.status == "active"
+    stored = messages_of(demo_tenant, conversation.id)
+    assert [(m.direction, m.sender_type) for m in stored] == [("inbound", "customer"), ("outbound", "llm")]
+    assert stored[0].status == "processed"
+    assert stored[1].answers_up_to_message_id == stored[0].id
+    assert conversation.last_customer_message_at is not None
+
+
+def test_indonesian_customer_is_answered_in_indonesian(meta: Meta) -> None:
+    customer = new_customer()
+    meta.say(customer, "halo kak, jam berapa buka hari ini?")
+    [send] = settled(meta, customer, 1)
+    assert "terima kasih" in send["body"]["text"]["body"].lower()
+
+
+def test_redelivered_webhook_gives_exactly_one_reply(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    payload, _ = inbound("text_phone_and_bsuid", meta.phone_number_id, customer, text="do you have oat milk?")
+    for _ in range(3):
+        assert meta.deliver(payload).status_code == 200
+    sends = settled(meta, customer, 1, quiet=3)
+    assert len(sends) == 1
+    [conversation] = conversations_of(demo_tenant, customer)
+    inbound_rows = [m for m in messages_of(demo_tenant, conversation.id) if m.direction == "inbound"]
+    assert len(inbound_rows) == 1
+
+
+def test_same_message_in_two_concurrent_workers_gives_one_reply(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """Two instances handle the same Pub/Sub message at the same moment (at-least-once)."""
+    customer = new_customer()
+    payload, _ = inbound("text_phone_and_bsuid", meta.phone_number_id, customer, text="is there wifi?")
+    [event] = parse_webhook(payload).events
+    outlet_id = meta.info["demo"]["outlet_id"]
+    envelope = {"tenant_id": str(demo_tenant), "outlet_id": outlet_id, "event": event.to_json_dict()}
+    start = threading.Barrier(2)
+    outcomes: list[conversations.Outcome] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        start.wait()
+        try:
+            outcomes.append(conversations.handle_incoming(envelope))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(o.duplicate for o in outcomes) == [False, True]
+    assert len({o.message_id for o in outcomes}) == 1
+    sends = settled(meta, customer, 1, quiet=3)
+    assert len(sends) == 1
+
+
+def test_a_burst_is_answered_in_order_and_every_message_exactly_once(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    now = time.time()
+    texts = ["halo", "mau pesan kopi susu gula aren", "2 gelas ya, diantar ke kemang"]
+    wamids = [meta.say(customer, text, timestamp=now + i * 0.6) for i, text in enumerate(texts)]
+    [conversation] = wait_for(lambda: conversations_of(demo_tenant, customer))
+
+    def answered() -> list[Message] | None:
+        rows = messages_of(demo_tenant, conversation.id)
+        inbound_rows = [m for m in rows if m.direction == "inbound"]
+        if len(inbound_rows) == 3 and all(m.status == "processed" for m in inbound_rows):
+            replies = [m for m in rows if m.direction == "outbound"]
+            if replies and all(m.status != "queued" for m in replies):
+                return rows
+        return None
+
+    rows = wait_for(answered)
+    time.sleep(1.5)
+    rows = messages_of(demo_tenant, conversation.id)
+    inbound_rows = [m for m in rows if m.direction == "inbound"]
+    replies = [m for m in rows if m.direction == "outbound"]
+    assert [m.wa_message_id for m in inbound_rows] == wamids
+    covered = [answer for reply in replies for answer in reply.payload["answers"]]
+    assert sorted(covered) == sorted(str(m.id) for m in inbound_rows)  # each exactly once
+    position = {m.id: i for i, m in enumerate(inbound_rows)}
+    answered_up_to = [position[reply.answers_up_to_message_id] for reply in replies]
+    assert answered_up_to == sorted(answered_up_to)  # replies follow the customer's order
+    sends = meta.sends_to(customer)
+    assert [s["wamid"] for s in sends] == [r.wa_message_id for r in replies]  # and go out in that order
+
+
+def test_customer_without_phone_is_answered_by_bsuid(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    customer["phone"] = None  # a username user: WhatsApp withholds the number
+    customer["username"] = "rina.kopi"
+    meta.say(customer, "hi, what time do you open?", fixture_name="text_bsuid_username_no_phone")
+    [send] = settled(meta, customer, 1)
+    assert send["body"]["recipient"] == customer["bsuid"]
+    assert "to" not in send["body"]
+    row = customer_row(demo_tenant, customer)
+    assert row is not None
+    assert row.phone_number is None
+    assert row.username == "rina.kopi"
+
+
+def test_phone_and_bsuid_seen_together_later_are_linked(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    phone_only = {**customer, "bsuid": None}
+    meta.say(phone_only, "hello")
+    settled(meta, customer, 1)
+    meta.say(customer, "hello again")
+    wait_for(lambda: (row := customer_row(demo_tenant, customer)) is not None and row.bsuid == customer["bsuid"])
+    [conversation] = conversations_of(demo_tenant, customer)  # one customer, one conversation
+    assert len([m for m in messages_of(demo_tenant, conversation.id) if m.direction == "inbound"]) == 2
+
+
+def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [before] = wait_for(lambda: conversations_of(demo_tenant, customer))
+    moved = {**new_customer(), "name": customer["name"]}  # a new number comes with a new BSUID
+    payload, _ = inbound("system_user_changed_number", meta.phone_number_id, customer)
+    value = payload["entry"][0]["changes"][0]["value"]
+    value.pop("contacts")  # system messages carry no contacts array
+    value["messages"][0]["system"] = {
+        "body": f"User Rina changed from {customer['phone']} to {moved['phone']}",
+        "wa_id": moved["phone"], "user_id": moved["bsuid"], "previous_user_id": customer["bsuid"],
+        "type": "user_changed_number",
+    }
+    assert meta.deliver(payload).status_code == 200
+    row = wait_for(lambda: customer_row(demo_tenant, moved))
+    assert (row.phone_number, row.bsuid) == (moved["phone"], moved["bsuid"])
+    assert customer_row(demo_tenant, customer) is None  # re-keyed, not duplicated
+    [after] = conversations_of(demo_tenant, moved)
+    assert after.id == before.id
+    meta.say(moved, "it's me with my new number")
+    wait_for(lambda: meta.sends_to(moved))
+    assert [c.id for c in conversations_of(demo_tenant, moved)] == [before.id]
+
+
+def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    sent_at = int(time.time()) - 30
+    meta.say(customer, "hello", timestamp=sent_at)
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    assert conversation.last_customer_message_at == datetime.fromtimestamp(sent_at, UTC)
+    assert conversations.window_open(conversation)
+    assert not conversations.window_open(conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC))

@@ -1,0 +1,124 @@
+"""message-sender through Cloud Tasks: retries with backoff for what may pass, none for what
+cannot, never two sends of one reply, the 24-hour window, and statuses moving messages on."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import requests
+from sqlalchemy import update
+
+from shared import conversations
+from shared.db.models import Conversation, Message
+from shared.db.tenancy import tenant_session
+from tests.pipeline.driver import Meta, new_customer, wait_for
+from tests.pipeline.test_conversations import conversations_of, messages_of, settled
+
+
+def reply_of(tenant: uuid.UUID, customer: dict[str, str]) -> Message | None:
+    found = conversations_of(tenant, customer)
+    if not found:
+        return None
+    replies = [m for m in messages_of(tenant, found[0].id) if m.direction == "outbound"]
+    return replies[-1] if replies else None
+
+
+def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+    meta = clean_failures
+    customer = new_customer()
+    meta.fail_next(2, error_code=131000)  # "Something went wrong": transient
+    meta.say(customer, "hello")
+    wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "sent" or None, timeout=30)
+    time.sleep(2)
+    attempts = meta.sends_to(customer, accepted_only=False)
+    assert [a["status"] for a in attempts] == [500, 500, 200]
+    assert len(meta.sends_to(customer)) == 1
+    reply = reply_of(demo_tenant, customer)
+    assert reply is not None
+    assert reply.payload["send_attempts"] == 2
+    assert reply.wa_message_id == attempts[-1]["wamid"]
+
+
+def test_server_errors_and_throughput_limits_are_retried(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+    meta = clean_failures
+    customer = new_customer()
+    meta.fail_next(1, http_status=503)
+    meta.say(customer, "hello")
+    wait_for(lambda: meta.sends_to(customer), timeout=30)
+    meta.fail_next(1, error_code=130429)
+    meta.say(customer, "and again")
+    wait_for(lambda: len(meta.sends_to(customer)) == 2 or None, timeout=30)
+    codes = [a["status"] for a in meta.sends_to(customer, accepted_only=False)]
+    assert codes.count(200) == 2
+    assert len(codes) == 4
+
+
+def test_permanent_errors_are_recorded_and_not_retried(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+    meta = clean_failures
+    customer = new_customer()
+    meta.fail_next(1, error_code=131026)  # undeliverable
+    meta.say(customer, "hello")
+    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "failed" and m or None)
+    assert reply.error_code == 131026
+    assert reply.error_title
+    time.sleep(3)  # a retry would have happened by now (min backoff is 1 s)
+    assert len(meta.sends_to(customer, accepted_only=False)) == 1
+
+
+def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    with tenant_session(demo_tenant) as session:  # a day and a bit later
+        session.execute(update(Conversation).where(Conversation.id == conversation.id).values(
+            last_customer_message_at=datetime.now(UTC) - timedelta(hours=25)))
+    message_id = conversations.queue_agent_message(demo_tenant, conversation.id, "Sorry for the late answer!")
+
+    def failed() -> Message | None:
+        with tenant_session(demo_tenant) as session:
+            row = session.get(Message, message_id)
+            return row if row is not None and row.status == "failed" else None
+
+    row = wait_for(failed)
+    assert row.error_code == 131047
+    time.sleep(1)
+    assert len(meta.sends_to(customer, accepted_only=False)) == 1  # only the first reply
+
+
+def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m or None)
+    assert reply.sent_at is not None
+    assert reply.delivered_at is not None
+    assert reply.read_at is not None
+
+
+def test_status_with_only_a_bsuid_is_matched(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = {**new_customer(), "phone": None}
+    meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
+    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m or None)
+    assert reply.read_at is not None
+
+
+def test_a_task_delivered_twice_sends_once(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """Cloud Tasks is at-least-once too: the same task body arrives again after success."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status != "queued" and m or None)
+    sender = meta.info["functions"]["message-sender"]
+    body = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(reply.id)}
+    again = requests.post(sender, json=body, timeout=10)
+    assert again.status_code == 200
+    assert "already" in again.json()["result"]
+    assert len(meta.sends_to(customer)) == 1
+
+
+def test_sender_rejects_a_malformed_task_without_retry(meta: Meta) -> None:
+    sender = meta.info["functions"]["message-sender"]
+    assert requests.post(sender, json={"kind": "send"}, timeout=5).status_code == 400
+    assert requests.post(sender, data=b"not json", timeout=5).status_code == 400
+    assert requests.get(sender, timeout=5).status_code == 405

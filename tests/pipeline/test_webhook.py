@@ -1,0 +1,82 @@
+"""The whatsapp-webhook function over HTTP, as Meta reaches it."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from tests.pipeline.driver import Meta, fixture, inbound, new_customer
+
+
+def test_subscription_handshake_echoes_the_challenge(meta: Meta) -> None:
+    token = meta.info["webhook_verify_token"]
+    ok = requests.get(meta.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": token,
+                                                "hub.challenge": "1158201444"}, timeout=5)
+    assert ok.status_code == 200
+    assert ok.text == "1158201444"
+    wrong = requests.get(meta.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": "guess",
+                                                   "hub.challenge": "1"}, timeout=5)
+    assert wrong.status_code == 403
+    not_subscribe = requests.get(meta.webhook_url, params={"hub.mode": "unsubscribe", "hub.verify_token": token,
+                                                           "hub.challenge": "1"}, timeout=5)
+    assert not_subscribe.status_code == 403
+
+
+def test_forged_or_missing_signature_is_rejected_and_nothing_is_sent(meta: Meta) -> None:
+    customer = new_customer()
+    payload, _ = inbound("text_phone_and_bsuid", meta.phone_number_id, customer, text="halo")
+    forged = meta.deliver(payload, secret="not-the-app-secret")
+    assert forged.status_code == 401
+    raw = json.dumps(payload).encode()
+    missing = requests.post(meta.webhook_url, data=raw, headers={"Content-Type": "application/json"}, timeout=5)
+    assert missing.status_code == 401
+    assert "signature" in missing.json()["error"].lower()
+    assert meta.sends_to(customer) == []
+
+
+def test_tampered_body_fails_the_signature(meta: Meta) -> None:
+    payload, _ = inbound("text_phone_and_bsuid", meta.phone_number_id, new_customer(), text="halo")
+    raw = json.dumps(payload).encode()
+    from shared.whatsapp.signature import sign
+
+    signature = sign(raw, meta.app_secret)
+    tampered = raw.replace(b"halo", b"HALO")
+    assert meta.deliver(tampered, signature=signature).status_code == 401
+
+
+def test_oversized_body_is_refused_with_413(meta: Meta) -> None:
+    payload, _ = inbound("text_phone_and_bsuid", meta.phone_number_id, new_customer(), text="x" * 1_100_000)
+    response = meta.deliver(payload)
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+
+
+def test_malformed_json_is_a_400_with_a_reason(meta: Meta) -> None:
+    response = meta.deliver(b'{"object": "whatsapp_business_account", "entry": [')
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+    assert meta.deliver(b"[1, 2, 3]").status_code == 400
+
+
+def test_signed_but_unknown_payloads_are_acknowledged(meta: Meta) -> None:
+    unknown_object = meta.deliver({"object": "page", "entry": []})
+    assert unknown_object.status_code == 200
+    other_field = meta.deliver(fixture("non_messages_field"))
+    assert other_field.status_code == 200
+    assert other_field.json()["ignored"] >= 1
+
+
+def test_unknown_phone_number_id_is_acknowledged_and_reported(meta: Meta) -> None:
+    payload, _ = inbound("text_phone_and_bsuid", "999000999000999", new_customer(), text="hi")
+    response = meta.deliver(payload)
+    assert response.status_code == 200
+    assert response.json()["unknown_phone_number_ids"] == ["999000999000999"]
+    assert response.json()["published"] == 0
+
+
+def test_every_http_function_answers_its_health_path(meta: Meta) -> None:
+    for name, url in meta.info["health"].items():
+        response = requests.get(url, timeout=5)
+        assert response.status_code == 200, name
+        assert response.json() == {"status": "ok", "function": name}
