@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import customers, dashboard, events, handoff, replies, send_queue
+from shared import customers, dashboard, events, handoff, logs, replies, send_queue
 from shared.db.models import Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import IdentityChange, InboundMessage, event_from_json_dict
@@ -55,8 +55,11 @@ class Outcome:
 def handle_incoming(envelope: dict[str, Any]) -> Outcome:
     """Handle one event from whatsapp.incoming.messages (idempotent)."""
     tenant_id = uuid.UUID(envelope["tenant_id"])
-    outlet_id = uuid.UUID(envelope["outlet_id"])
-    event = event_from_json_dict(envelope["event"])
+    with logs.tenant_scope(tenant_id):
+        return _handle(tenant_id, uuid.UUID(envelope["outlet_id"]), event_from_json_dict(envelope["event"]))
+
+
+def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcome:
     if isinstance(event, IdentityChange):
         return change_identity(tenant_id, outlet_id, event)
     if not isinstance(event, InboundMessage):
@@ -67,6 +70,9 @@ def handle_incoming(envelope: dict[str, Any]) -> Outcome:
         reply_id = answer_waiting(tenant_id, stored.conversation_id)
     flush_outbox(tenant_id, stored.conversation_id)
     mirror(tenant_id, stored.conversation_id)
+    log.info("inbound message handled", extra={
+        "conversation_id": str(stored.conversation_id), "wa_message_id": event.id,
+        "duplicate": stored.duplicate, "handed_off": stored.handed_off, "replied": reply_id is not None})
     return Outcome(stored.conversation_id, stored.message_id, stored.duplicate, stored.handed_off, reply_id)
 
 

@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import conversations, events
+from shared import conversations, events, logs
 from shared.access_tokens import decrypt_access_token
 from shared.config import settings
 from shared.db.models import Conversation, Customer, Message, Outlet
@@ -57,11 +57,16 @@ def handle_task(payload: dict[str, Any], retry_count: int, max_attempts: int) ->
     except (KeyError, ValueError, TypeError):
         return TaskResult(400, "task payload needs tenant_id, kind and message_id")
     final = retry_count + 1 >= max_attempts
-    if kind == "read":
-        return mark_read(tenant_id, message_id, bool(payload.get("typing_indicator")), final)
-    if kind == "send":
-        return send(tenant_id, message_id, retry_count, final)
-    return TaskResult(400, f"unknown task kind {kind!r}")
+    with logs.tenant_scope(tenant_id):
+        if kind == "read":
+            result = mark_read(tenant_id, message_id, bool(payload.get("typing_indicator")), final)
+        elif kind == "send":
+            result = send(tenant_id, message_id, retry_count, final)
+        else:
+            result = TaskResult(400, f"unknown task kind {kind!r}")
+        log.info("task %s: %s", kind, result.detail,
+                 extra={"message_id": str(message_id), "status": result.status, "retry_count": retry_count})
+    return result
 
 
 def _client(token: str) -> GraphClient:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared import conversations, customers
+from shared import conversations, customers, logs
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import StatusUpdate, event_from_json_dict
@@ -35,7 +35,7 @@ def handle_status(envelope: dict[str, Any]) -> str:
     status = event_from_json_dict(envelope["event"])
     if not isinstance(status, StatusUpdate):
         raise ValueError(f"unexpected event kind on the statuses topic: {type(status).__name__}")
-    with tenant_session(tenant_id) as session:
+    with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
         message = session.scalars(
             select(Message)
             .where(Message.outlet_id == outlet_id, Message.wa_message_id == status.id,

@@ -58,7 +58,7 @@ PLATFORM_FUNCTIONS = {
     "platform_outlet_for_phone_number(text)": """
 CREATE FUNCTION platform_outlet_for_phone_number(p_phone_number_id text)
 RETURNS TABLE (tenant_id uuid, outlet_id uuid, tenant_status text, outlet_status text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+LANGUAGE sql STABLE SET search_path = public, pg_temp
 AS $$
     SELECT o.tenant_id, o.id, t.status, o.status
     FROM public.outlets AS o JOIN public.tenants AS t ON t.id = o.tenant_id
@@ -150,7 +150,7 @@ def _unique(table: str, *columns: str) -> sa.UniqueConstraint:
 # pass them through the models' naming convention (ck_x becomes ck_table_ck_x).
 def _one_of(table: str, column: str, *values: str) -> sa.CheckConstraint:
     listed = ", ".join(f"'{value}'" for value in values)
-    return sa.CheckConstraint(f"{column} IN ({listed})", name=f"ck_{table}_{column}")
+    return sa.CheckConstraint(f"{column} IN ({listed})", name=op.f(f"ck_{table}_{column}"))
 
 
 def _tenant_fk(table: str, column: str, parent: str, ondelete: str | None = None) -> sa.ForeignKeyConstraint:

@@ -1,0 +1,111 @@
+"""The local runtime as a developer meets it: everything up, wired as in production,
+findable through dev.json, logging JSON, keeping secrets out of logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from sqlalchemy import select
+
+from emulators.stack import LocalStack
+from shared.db.models import Document
+from shared.db.tenancy import tenant_session
+from shared.deployment import declaration
+from tests.pipeline.driver import Meta, new_customer, wait_for
+
+
+def test_dev_json_says_where_everything_is(stack: LocalStack) -> None:
+    info = json.loads((stack.options.state_dir / "dev.json").read_text())
+    for key in ("functions", "webhook_url", "webhook_verify_token", "app_secret", "database_url",
+                "pubsub_emulator_host", "firestore_emulator_host", "storage_emulator_host",
+                "firebase_auth_emulator_host", "cloud_tasks_emulator_host", "whatsapp_graph_api_url"):
+        assert info[key], key
+    assert set(info["functions"]) == set(declaration().functions)
+    assert info["demo"]["phone_number_id"]
+    uuid.UUID(info["demo"]["tenant_id"])
+    assert {u["role"] for u in info["demo"]["users"]} == {"owner", "admin", "agent", "viewer"}
+    for name, pid in info["pids"].items():
+        os.kill(pid, 0)  # raises if the process is gone
+        assert name
+
+
+def test_function_host_lists_functions_and_answers_unknown_paths_with_404(stack: LocalStack) -> None:
+    base = stack.info["functions_base_url"]
+    assert set(requests.get(base, timeout=5).json()["functions"]) == set(declaration().functions)
+    assert requests.get(f"{base}/no-such-function", timeout=5).status_code == 404
+
+
+def _upload(stack: LocalStack, name: str, data: bytes, content_type: str) -> None:
+    client = storage.Client(project=stack.info["project"], credentials=AnonymousCredentials())
+    client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(data, content_type=content_type)
+
+
+def _documents(tenant: uuid.UUID) -> dict[str, Document]:
+    with tenant_session(tenant) as session:
+        return {d.object_name: d for d in session.scalars(select(Document))}
+
+
+def test_upload_to_the_bucket_triggers_document_registration(stack: LocalStack) -> None:
+    demo = stack.info["demo"]
+    tenant = uuid.UUID(demo["tenant_id"])
+    prefix = f"tenants/{demo['tenant_id']}/knowledge/{demo['knowledge_base_id']}"
+    wait_for(lambda: any(n.endswith("menu-dan-faq.md") for n in _documents(tenant)))  # seeded at startup
+    _upload(stack, f"{prefix}/promo.txt", "Promo: beli 2 gratis 1 setiap Jumat.".encode(), "text/plain")
+    _upload(stack, f"{prefix}/logo.png", b"\x89PNG fake", "image/png")
+    wanted = {f"{prefix}/promo.txt", f"{prefix}/logo.png"}
+
+    def registered() -> dict[str, Document] | None:
+        found = _documents(tenant)
+        return found if wanted <= set(found) else None
+
+    documents = wait_for(registered)
+    assert documents[f"{prefix}/promo.txt"].status == "uploaded"
+    assert documents[f"{prefix}/logo.png"].status == "failed"
+    assert "unsupported content type" in (documents[f"{prefix}/logo.png"].error or "")
+
+
+def test_scheduled_jobs_can_be_fired_now(stack: LocalStack) -> None:
+    response = requests.post(f"{stack.info['scheduler_url']}/_emulator/run/conversation-expiry", timeout=30)
+    assert response.status_code == 200, response.text
+    direct = requests.post(stack.info["functions"]["retention-purge"], timeout=30)
+    assert direct.status_code == 200
+    assert direct.json()["purged"] >= 0
+    assert requests.get(stack.info["functions"]["retention-purge"], timeout=5).status_code == 405
+
+
+def test_function_logs_are_json_lines_with_severity_function_and_tenant(stack: LocalStack) -> None:
+    meta = Meta(stack.info)
+    customer = new_customer()
+    meta.say(customer, "hello")
+    wait_for(lambda: meta.sends_to(customer))
+    log_file = Path(stack.info["logs"]) / "functions.log"
+
+    def handled() -> list[dict[str, object]] | None:
+        records = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+        return records if any(r["message"] == "inbound message handled" for r in records) else None
+
+    records = handled() or wait_for(handled)
+    assert all(r["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} for r in records)
+    [line] = [r for r in records if r["message"] == "inbound message handled"
+              and r.get("wa_message_id") and r["function"] == "conversation"
+              and r["tenant_id"] == stack.info["demo"]["tenant_id"]][-1:]
+    assert line["time"]
+    senders = [r for r in records if r["function"] == "message-sender"]
+    assert senders
+    assert all(r["tenant_id"] == stack.info["demo"]["tenant_id"] for r in senders if r["message"].startswith("task"))
+
+
+def test_secrets_never_reach_the_logs(stack: LocalStack) -> None:
+    time.sleep(0.5)
+    secrets = json.loads((stack.options.state_dir / "secrets.json").read_text())
+    for log_file in Path(stack.info["logs"]).glob("*.log"):
+        text = log_file.read_text(errors="replace")
+        for name in ("app_secret", "demo_access_token", "token_key"):
+            assert secrets[name] not in text, f"{name} appears in {log_file.name}"
