@@ -58,7 +58,7 @@ PLATFORM_FUNCTIONS = {
     "platform_outlet_for_phone_number(text)": """
 CREATE FUNCTION platform_outlet_for_phone_number(p_phone_number_id text)
 RETURNS TABLE (tenant_id uuid, outlet_id uuid, tenant_status text, outlet_status text)
-LANGUAGE sql STABLE SET search_path = public, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
     SELECT o.tenant_id, o.id, t.status, o.status
     FROM public.outlets AS o JOIN public.tenants AS t ON t.id = o.tenant_id
