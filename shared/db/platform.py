@@ -70,7 +70,8 @@ def create_tenant(
 ) -> uuid.UUID:
     """Create a tenant and return its id; add its users and outlets in its tenant_session.
 
-    Raises sqlalchemy.exc.IntegrityError when the slug is taken or malformed.
+    A taken slug raises sqlalchemy.exc.IntegrityError; a malformed one fails the slug CHECK,
+    which pg8000 reports as ProgrammingError: catch sqlalchemy.exc.DBAPIError for both.
     """
     with (engine or get_engine()).begin() as connection:
         tenant_id: uuid.UUID = connection.execute(
