@@ -67,11 +67,19 @@ def _print_summary(stack: LocalStack, seconds: float) -> None:
     ]
     demo = info.get("demo") or {}
     if demo:
-        lines += ["", f"  Demo tenant            {demo.get('tenant_name')} ({demo.get('tenant_id')})",
-                  f"  Demo outlet            phone_number_id {demo.get('phone_number_id')}",
-                  "  Staff logins           " + ", ".join(f"{u['email']} ({u['role']})" for u in demo.get("users", []))]
-    lines += ["", f"  Everything above, machine-readable: {Path(info['state_dir']) / 'dev.json'}",
-              f"  Logs: {info['logs']}", "  Chat as a customer:    scripts/chat"]
+        lines += [
+            "",
+            f"  Demo tenant            {demo.get('tenant_name')} ({demo.get('tenant_id')})",
+            f"  Demo outlet            phone_number_id {demo.get('phone_number_id')}",
+            "  Staff logins           "
+            + ", ".join(f"{u['email']} ({u['role']})" for u in demo.get("users", [])),
+        ]
+    lines += [
+        "",
+        f"  Everything above, machine-readable: {Path(info['state_dir']) / 'dev.json'}",
+        f"  Logs: {info['logs']}",
+        "  Chat as a customer:    scripts/chat",
+    ]
     print("\n".join(lines), flush=True)
 
 

@@ -53,10 +53,11 @@ def _at_root(app: Any) -> Any:
 def create_host_app() -> DispatcherMiddleware:
     decl = declaration()
     mounts = {
-        f"/{name}": _at_root(functions_framework.create_app(
-            target=fn.entry_point, source=str(decl.source_of(name)), signature_type=signature_type(name)
-        ))
+        f"/{name}": _at_root(
+            functions_framework.create_app(
+                target=fn.entry_point, source=str(decl.source_of(name)), signature_type=signature_type(name)
+            )
+        )
         for name, fn in decl.functions.items()
     }
     return DispatcherMiddleware(_index, mounts)
-

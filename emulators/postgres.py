@@ -61,9 +61,19 @@ def start_postgres(data_dir: Path, log_dir: Path, port: int | None = None) -> Se
     data_dir.chmod(0o700)
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
-            [str(binaries / "initdb"), "-D", str(data_dir), "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "-U", "postgres"],
-            check=True, capture_output=True, user=user,
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data_dir),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
         )
     stale_pid = data_dir / "postmaster.pid"
     if stale_pid.exists():
@@ -71,8 +81,23 @@ def start_postgres(data_dir: Path, log_dir: Path, port: int | None = None) -> Se
     port = port or free_port()
     service = start(
         "postgres",
-        [str(binaries / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
-         "-k", "", "-c", "max_connections=200", "-c", "fsync=off", "-c", "full_page_writes=off"],
+        [
+            str(binaries / "postgres"),
+            "-D",
+            str(data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            "",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ],
         log_dir=log_dir,
         ready=lambda: port_is_open(port) and _accepts(binaries, port, user),
         user=user,
@@ -87,6 +112,8 @@ def start_postgres(data_dir: Path, log_dir: Path, port: int | None = None) -> Se
 def _accepts(binaries: Path, port: int, user: str | None) -> bool:
     result = subprocess.run(
         [str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-        capture_output=True, user=user, check=False,
+        capture_output=True,
+        user=user,
+        check=False,
     )
     return result.returncode == 0

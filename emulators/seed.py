@@ -23,7 +23,7 @@ DEMO_NAME = "Kopi Nusantara"
 DEMO_PHONE_NUMBER_ID = "106540352242922"
 DEMO_DISPLAY_NUMBER = "+62 811-1000-2000"
 DEMO_WABA_ID = "102290129340398"
-DEMO_PASSWORD = "demo-password"  # Auth emulator only
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - a login of the local Auth emulator only
 DEMO_USERS = (
     ("owner@kopinusantara.test", "Sari (owner)", "owner"),
     ("admin@kopinusantara.test", "Budi (admin)", "admin"),
@@ -36,9 +36,9 @@ DEMO_SETTINGS = {
     "handoff_keywords": ["barista", "manajer"],
     "fallback_reply": {
         "id": "Halo, terima kasih sudah menghubungi Kopi Nusantara! ☕ Tim kami akan segera membalas. "
-              "Ketik \"bicara dengan manusia\" untuk langsung terhubung dengan staf.",
+        'Ketik "bicara dengan manusia" untuk langsung terhubung dengan staf.',
         "en": "Hi, thanks for contacting Kopi Nusantara! ☕ Our team will get back to you shortly. "
-              "Type \"talk to a person\" to reach a staff member right away.",
+        'Type "talk to a person" to reach a staff member right away.',
     },
 }
 KNOWLEDGE_FILE = Path(__file__).parent / "demo" / "menu-dan-faq.md"
@@ -59,9 +59,14 @@ def seed_demo(access_token: str) -> dict[str, Any]:
         tenant.settings = {**DEMO_SETTINGS, **(tenant.settings or {})}
         outlet = session.scalars(select(Outlet).where(Outlet.phone_number_id == DEMO_PHONE_NUMBER_ID)).first()
         if outlet is None:
-            outlet = Outlet(tenant_id=tenant_id, name="Kopi Nusantara Kemang", phone_number_id=DEMO_PHONE_NUMBER_ID,
-                            display_phone_number=DEMO_DISPLAY_NUMBER, waba_id=DEMO_WABA_ID,
-                            access_token_ciphertext=encrypt_access_token(access_token))
+            outlet = Outlet(
+                tenant_id=tenant_id,
+                name="Kopi Nusantara Kemang",
+                phone_number_id=DEMO_PHONE_NUMBER_ID,
+                display_phone_number=DEMO_DISPLAY_NUMBER,
+                waba_id=DEMO_WABA_ID,
+                access_token_ciphertext=encrypt_access_token(access_token),
+            )
             session.add(outlet)
         kb = session.scalars(select(KnowledgeBase).where(KnowledgeBase.name == "Menu & FAQ")).first()
         if kb is None:
@@ -70,9 +75,16 @@ def seed_demo(access_token: str) -> dict[str, Any]:
         session.flush()
         outlet_id, kb_id = outlet.id, kb.id
     users = [_staff(tenant_id, outlet_id, email, name, role) for email, name, role in DEMO_USERS]
-    return {"tenant_id": str(tenant_id), "tenant_name": DEMO_NAME, "outlet_id": str(outlet_id),
-            "phone_number_id": DEMO_PHONE_NUMBER_ID, "display_phone_number": DEMO_DISPLAY_NUMBER,
-            "knowledge_base_id": str(kb_id), "users": users, "password": DEMO_PASSWORD}
+    return {
+        "tenant_id": str(tenant_id),
+        "tenant_name": DEMO_NAME,
+        "outlet_id": str(outlet_id),
+        "phone_number_id": DEMO_PHONE_NUMBER_ID,
+        "display_phone_number": DEMO_DISPLAY_NUMBER,
+        "knowledge_base_id": str(kb_id),
+        "users": users,
+        "password": DEMO_PASSWORD,
+    }
 
 
 def _staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, role: str) -> dict[str, str]:
@@ -90,8 +102,16 @@ def _staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, ro
     auth.set_custom_user_claims(record.uid, claims)
     with tenant_session(tenant_id) as session:
         if session.scalars(select(User).where(User.firebase_uid == record.uid)).first() is None:
-            session.add(User(tenant_id=tenant_id, firebase_uid=record.uid, email=email, display_name=name,
-                             role=role, outlet_id=outlet_id if role == "agent" else None))
+            session.add(
+                User(
+                    tenant_id=tenant_id,
+                    firebase_uid=record.uid,
+                    email=email,
+                    display_name=name,
+                    role=role,
+                    outlet_id=outlet_id if role == "agent" else None,
+                )
+            )
     return {"email": email, "role": role, "uid": record.uid}
 
 

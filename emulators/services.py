@@ -29,8 +29,11 @@ def _sdk_platform() -> Path:
     gcloud = shutil.which("gcloud")
     if gcloud:
         candidates.append(Path(gcloud).resolve().parent.parent)
-    candidates += [Path("/usr/lib/google-cloud-sdk"), Path("/opt/google-cloud-sdk"),
-                   Path.home() / "google-cloud-sdk"]
+    candidates += [
+        Path("/usr/lib/google-cloud-sdk"),
+        Path("/opt/google-cloud-sdk"),
+        Path.home() / "google-cloud-sdk",
+    ]
     for root in candidates:
         if (root / "platform").is_dir():
             return root / "platform"
@@ -43,15 +46,19 @@ def _sdk_platform() -> Path:
 
 def _require_java() -> None:
     if not shutil.which("java"):
-        raise MissingTool("Java 17+ is needed by the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless")
+        raise MissingTool(
+            "Java 17+ runs the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless"
+        )
 
 
 def pubsub_emulator_command(port: int) -> list[str]:
     _require_java()
     script = _sdk_platform() / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
     if not script.exists():
-        raise MissingTool(f"Pub/Sub emulator missing ({script}): gcloud components install pubsub-emulator "
-                          "(Debian: apt-get install google-cloud-cli-pubsub-emulator)")
+        raise MissingTool(
+            f"Pub/Sub emulator missing ({script}): gcloud components install pubsub-emulator "
+            "(Debian: apt-get install google-cloud-cli-pubsub-emulator)"
+        )
     return [str(script), "--host=127.0.0.1", f"--port={port}"]
 
 
@@ -59,10 +66,19 @@ def firestore_emulator_command(port: int, project: str, rules: Path, data_dir: P
     _require_java()
     script = _sdk_platform() / "cloud-firestore-emulator" / "cloud_firestore_emulator"
     if not script.exists():
-        raise MissingTool(f"Firestore emulator missing ({script}): gcloud components install "
-                          "cloud-firestore-emulator (Debian: apt-get install google-cloud-cli-firestore-emulator)")
-    command = [str(script), "start", "--host=127.0.0.1", f"--port={port}", f"--rules={rules}",
-               f"--project_id={project}", f"--export-on-exit={data_dir}"]
+        raise MissingTool(
+            f"Firestore emulator missing ({script}): gcloud components install "
+            "cloud-firestore-emulator (Debian: apt-get install google-cloud-cli-firestore-emulator)"
+        )
+    command = [
+        str(script),
+        "start",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--rules={rules}",
+        f"--project_id={project}",
+        f"--export-on-exit={data_dir}",
+    ]
     export = next(data_dir.glob("*.overall_export_metadata"), None)
     if export is not None:
         command.append(f"--seed_from_export={export}")
@@ -70,26 +86,38 @@ def firestore_emulator_command(port: int, project: str, rules: Path, data_dir: P
 
 
 def start_pubsub(port: int, log_dir: Path) -> Service:
-    service = start("pubsub-emulator", pubsub_emulator_command(port), log_dir=log_dir,
-                    ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
-                    url=f"127.0.0.1:{port}", timeout=60)
+    service = start(
+        "pubsub-emulator",
+        pubsub_emulator_command(port),
+        log_dir=log_dir,
+        ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
+        url=f"127.0.0.1:{port}",
+        timeout=60,
+    )
     return service
 
 
 def start_firestore(port: int, project: str, data_dir: Path, log_dir: Path) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     rules = REPO_ROOT / json.loads((REPO_ROOT / "firebase.json").read_text())["firestore"]["rules"]
-    return start("firestore-emulator", firestore_emulator_command(port, project, rules, data_dir),
-                 log_dir=log_dir, ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
-                 url=f"127.0.0.1:{port}", timeout=60)
+    return start(
+        "firestore-emulator",
+        firestore_emulator_command(port, project, rules, data_dir),
+        log_dir=log_dir,
+        ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
+        url=f"127.0.0.1:{port}",
+        timeout=60,
+    )
 
 
 def start_auth(port: int, project: str, state_dir: Path, log_dir: Path) -> Service:
     """The Firebase Auth emulator from npm firebase-tools, with its own HOME inside our state."""
     firebase = REPO_ROOT / "emulators" / "node_modules" / ".bin" / "firebase"
     if not firebase.exists():
-        raise MissingTool("firebase-tools is not installed: run scripts/test or `npm ci --prefix emulators` "
-                          "(needs Node.js 20+ and npm)")
+        raise MissingTool(
+            "firebase-tools is not installed: run scripts/test or `npm ci --prefix emulators` "
+            "(needs Node.js 20+ and npm)"
+        )
     home = state_dir / "firebase-home"
     home.mkdir(parents=True, exist_ok=True)
     config = json.loads((REPO_ROOT / "firebase.json").read_text())
@@ -106,21 +134,68 @@ def start_auth(port: int, project: str, state_dir: Path, log_dir: Path) -> Servi
     config_path.write_text(json.dumps(config, indent=2))
     data = state_dir / "auth-data"
     data.mkdir(exist_ok=True)
-    command = [str(firebase), "emulators:start", "--only", "auth", "--project", project,
-               "--config", str(config_path), "--import", str(data), "--export-on-exit", str(data)]
+    command = [
+        str(firebase),
+        "emulators:start",
+        "--only",
+        "auth",
+        "--project",
+        project,
+        "--config",
+        str(config_path),
+        "--import",
+        str(data),
+        "--export-on-exit",
+        str(data),
+    ]
     # CI=true stops firebase-tools from fetching its message of the day: no traffic leaves the machine.
-    env = {"HOME": str(home), "CI": "true", "NO_UPDATE_NOTIFIER": "1", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1"}
-    return start("auth-emulator", command, log_dir=log_dir, env=env, cwd=state_dir,
-                 ready=lambda: port_is_open(port) and http_answers(f"http://127.0.0.1:{port}/"),
-                 url=f"127.0.0.1:{port}", timeout=90)
+    env = {
+        "HOME": str(home),
+        "CI": "true",
+        "NO_UPDATE_NOTIFIER": "1",
+        "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1",
+    }
+    return start(
+        "auth-emulator",
+        command,
+        log_dir=log_dir,
+        env=env,
+        cwd=state_dir,
+        ready=lambda: port_is_open(port) and http_answers(f"http://127.0.0.1:{port}/"),
+        url=f"127.0.0.1:{port}",
+        timeout=90,
+    )
 
 
 def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> Service:
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-               "--threads", "16", "--worker-class", "gthread", "--timeout", "120",
-               "--graceful-timeout", "5", "--access-logfile", "-", "--chdir", str(REPO_ROOT),
-               "emulators.function_host:create_host_app()"]
-    return start("functions", command, log_dir=log_dir, env=env, cwd=REPO_ROOT,
-                 ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
-                 url=f"http://127.0.0.1:{port}", timeout=90)
+    command = [
+        str(gunicorn),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        "16",
+        "--worker-class",
+        "gthread",
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "5",
+        "--access-logfile",
+        "-",
+        "--chdir",
+        str(REPO_ROOT),
+        "emulators.function_host:create_host_app()",
+    ]
+    return start(
+        "functions",
+        command,
+        log_dir=log_dir,
+        env=env,
+        cwd=REPO_ROOT,
+        ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
+        url=f"http://127.0.0.1:{port}",
+        timeout=90,
+    )

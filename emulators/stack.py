@@ -39,8 +39,15 @@ log = logging.getLogger(__name__)
 PROJECT = "demo-whatsapp-crm"  # a "demo-" project: emulators refuse to reach real services for it
 LOCATION = "asia-southeast2"
 DEV_PORTS = {
-    "functions": 8080, "pubsub": 8085, "firestore": 8086, "storage": 9023, "auth": 9099,
-    "tasks": 8123, "scheduler": 8124, "whatsapp": 8092, "postgres": 5433,
+    "functions": 8080,
+    "pubsub": 8085,
+    "firestore": 8086,
+    "storage": 9023,
+    "auth": 9099,
+    "tasks": 8123,
+    "scheduler": 8124,
+    "whatsapp": 8092,
+    "postgres": 5433,
 }
 PYTHON = sys.executable
 
@@ -100,30 +107,59 @@ class LocalStack:
         external_graph = os.environ.get("WHATSAPP_GRAPH_API_URL")
         graph_url = external_graph or f"http://127.0.0.1:{ports['whatsapp']}"
         webhook_url = f"{functions_url}/whatsapp-webhook"
-        bucket = os.environ.get(declaration().buckets["documents"].env) or declaration().buckets["documents"].local_name
+        bucket = (
+            os.environ.get(declaration().buckets["documents"].env)
+            or declaration().buckets["documents"].local_name
+        )
 
         from emulators.storage import start_storage_emulator
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             futures: dict[str, Future[Service]] = {
                 "pubsub": pool.submit(services.start_pubsub, ports["pubsub"], logs),
-                "firestore": pool.submit(services.start_firestore, ports["firestore"], PROJECT,
-                                         state / "firestore", logs),
+                "firestore": pool.submit(
+                    services.start_firestore, ports["firestore"], PROJECT, state / "firestore", logs
+                ),
                 "auth": pool.submit(services.start_auth, ports["auth"], PROJECT, state / "auth", logs),
                 "storage": pool.submit(start_storage_emulator, state / "storage", logs, ports["storage"]),
                 "tasks": pool.submit(
-                    start, "cloud-tasks",
-                    [PYTHON, "-m", "emulators.cloud_tasks", "--port", str(ports["tasks"]),
-                     "--project", PROJECT, "--location", LOCATION],
-                    log_dir=logs, ready=lambda: http_answers(f"http://127.0.0.1:{ports['tasks']}/_emulator/tasks"),
-                    url=f"127.0.0.1:{ports['tasks']}"),
+                    start,
+                    "cloud-tasks",
+                    [
+                        PYTHON,
+                        "-m",
+                        "emulators.cloud_tasks",
+                        "--port",
+                        str(ports["tasks"]),
+                        "--project",
+                        PROJECT,
+                        "--location",
+                        LOCATION,
+                    ],
+                    log_dir=logs,
+                    ready=lambda: http_answers(f"http://127.0.0.1:{ports['tasks']}/_emulator/tasks"),
+                    url=f"127.0.0.1:{ports['tasks']}",
+                ),
             }
             if not external_graph:
                 futures["whatsapp"] = pool.submit(
-                    start, "whatsapp-simulator",
-                    [PYTHON, "-m", "emulators.whatsapp_simulator", "--port", str(ports["whatsapp"]),
-                     "--webhook-url", webhook_url, "--app-secret", secret_values["app_secret"]],
-                    log_dir=logs, ready=lambda: http_answers(f"{graph_url}/_sim/health"), url=graph_url)
+                    start,
+                    "whatsapp-simulator",
+                    [
+                        PYTHON,
+                        "-m",
+                        "emulators.whatsapp_simulator",
+                        "--port",
+                        str(ports["whatsapp"]),
+                        "--webhook-url",
+                        webhook_url,
+                        "--app-secret",
+                        secret_values["app_secret"],
+                    ],
+                    log_dir=logs,
+                    ready=lambda: http_answers(f"{graph_url}/_sim/health"),
+                    url=graph_url,
+                )
             database = pool.submit(self._database, state, logs, ports["postgres"])
             errors = []
             for name, future in futures.items():
@@ -163,20 +199,47 @@ class LocalStack:
         ensure_buckets(self.env["STORAGE_EMULATOR_HOST"], [bucket])
         demo = seed.seed_demo(secret_values["demo_access_token"]) if self.options.seed_demo else {}
 
-        self.services.append(services.start_function_host(ports["functions"], self.env, logs,
-                                                          self.options.function_workers))
+        self.services.append(
+            services.start_function_host(ports["functions"], self.env, logs, self.options.function_workers)
+        )
         _wire_pubsub(functions_url)
-        self.services.append(start(
-            "storage-events",
-            [PYTHON, "-m", "emulators.storage_events", "--storage-url", self.env["STORAGE_EMULATOR_HOST"],
-             "--functions-base-url", functions_url, "--state", str(state / "storage-events.json")],
-            log_dir=logs, env=self.env, ready=lambda: True))
-        self.services.append(start(
-            "scheduler",
-            [PYTHON, "-m", "emulators.scheduler", "--functions-base-url", functions_url,
-             "--control-port", str(ports["scheduler"])],
-            log_dir=logs, env=self.env, ready=lambda: http_answers(f"http://127.0.0.1:{ports['scheduler']}/"),
-            url=f"http://127.0.0.1:{ports['scheduler']}"))
+        self.services.append(
+            start(
+                "storage-events",
+                [
+                    PYTHON,
+                    "-m",
+                    "emulators.storage_events",
+                    "--storage-url",
+                    self.env["STORAGE_EMULATOR_HOST"],
+                    "--functions-base-url",
+                    functions_url,
+                    "--state",
+                    str(state / "storage-events.json"),
+                ],
+                log_dir=logs,
+                env=self.env,
+                ready=lambda: True,
+            )
+        )
+        self.services.append(
+            start(
+                "scheduler",
+                [
+                    PYTHON,
+                    "-m",
+                    "emulators.scheduler",
+                    "--functions-base-url",
+                    functions_url,
+                    "--control-port",
+                    str(ports["scheduler"]),
+                ],
+                log_dir=logs,
+                env=self.env,
+                ready=lambda: http_answers(f"http://127.0.0.1:{ports['scheduler']}/"),
+                url=f"http://127.0.0.1:{ports['scheduler']}",
+            )
+        )
         if demo:
             seed.upload_demo_knowledge(bucket, demo)
 
@@ -217,8 +280,10 @@ class LocalStack:
             upgrade(admin_url)
             return {"app_url": app_url, "admin_url": admin_url}
         if app_url or admin_url:
-            raise RuntimeError("set both DATABASE_URL (application role) and DATABASE_ADMIN_URL (owner role), "
-                               "or neither to use the embedded PostgreSQL")
+            raise RuntimeError(
+                "set both DATABASE_URL (application role) and DATABASE_ADMIN_URL (owner role), "
+                "or neither to use the embedded PostgreSQL"
+            )
         from emulators.postgres import start_postgres
 
         server = start_postgres(state / "postgres", logs, port)
@@ -243,14 +308,16 @@ def _wire_pubsub(functions_url: str) -> None:
         if not isinstance(trigger, PubSubTrigger):
             continue
         with contextlib.suppress(AlreadyExists):
-            subscriber.create_subscription(request={
-                "name": subscriber.subscription_path(PROJECT, f"{name}-push"),
-                "topic": publisher.topic_path(PROJECT, trigger.topic),
-                "push_config": {"push_endpoint": f"{functions_url}/{name}"},
-                "enable_message_ordering": trigger.ordering,
-                "ack_deadline_seconds": trigger.ack_deadline_seconds,
-                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 60}},
-            })
+            subscriber.create_subscription(
+                request={
+                    "name": subscriber.subscription_path(PROJECT, f"{name}-push"),
+                    "topic": publisher.topic_path(PROJECT, trigger.topic),
+                    "push_config": {"push_endpoint": f"{functions_url}/{name}"},
+                    "enable_message_ordering": trigger.ordering,
+                    "ack_deadline_seconds": trigger.ack_deadline_seconds,
+                    "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 60}},
+                }
+            )
     for name, fn in decl.functions.items():
         if isinstance(fn.trigger, StorageTrigger):
             log.debug("storage trigger %s is delivered by emulators/storage_events.py", name)
@@ -262,7 +329,8 @@ def _local_secrets(path: Path) -> dict[str, str]:
     defaults = {
         "app_secret": os.environ.get("WHATSAPP_APP_SECRET") or secrets.token_hex(16),
         "verify_token": os.environ.get("WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(16),
-        "token_key": os.environ.get("LOCAL_TOKEN_KEY") or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "token_key": os.environ.get("LOCAL_TOKEN_KEY")
+        or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "demo_access_token": "EAAG" + secrets.token_urlsafe(48),
     }
     for key, value in defaults.items():

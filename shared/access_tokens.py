@@ -29,8 +29,13 @@ def encrypt_access_token(token: str) -> bytes:
         from google.cloud import kms
 
         client = kms.KeyManagementServiceClient()
-        response = client.encrypt(request={"name": config.kms_key_name, "plaintext": token.encode(),
-                                           "additional_authenticated_data": _AAD})
+        response = client.encrypt(
+            request={
+                "name": config.kms_key_name,
+                "plaintext": token.encode(),
+                "additional_authenticated_data": _AAD,
+            }
+        )
         return _KMS + bytes(response.ciphertext)
     nonce = os.urandom(12)
     return _LOCAL + nonce + AESGCM(_local_key()).encrypt(nonce, token.encode(), _AAD)
@@ -44,11 +49,16 @@ def decrypt_access_token(ciphertext: bytes) -> str:
         from google.cloud import kms
 
         client = kms.KeyManagementServiceClient()
-        response = client.decrypt(request={"name": config.kms_key_name, "ciphertext": ciphertext[len(_KMS):],
-                                           "additional_authenticated_data": _AAD})
+        response = client.decrypt(
+            request={
+                "name": config.kms_key_name,
+                "ciphertext": ciphertext[len(_KMS) :],
+                "additional_authenticated_data": _AAD,
+            }
+        )
         return bytes(response.plaintext).decode()
     if ciphertext.startswith(_LOCAL):
-        body = ciphertext[len(_LOCAL):]
+        body = ciphertext[len(_LOCAL) :]
         try:
             return AESGCM(_local_key()).decrypt(body[:12], body[12:], _AAD).decode()
         except Exception as exc:

@@ -70,9 +70,16 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
         reply_id = answer_waiting(tenant_id, stored.conversation_id)
     flush_outbox(tenant_id, stored.conversation_id)
     mirror(tenant_id, stored.conversation_id)
-    log.info("inbound message handled", extra={
-        "conversation_id": str(stored.conversation_id), "wa_message_id": event.id,
-        "duplicate": stored.duplicate, "handed_off": stored.handed_off, "replied": reply_id is not None})
+    log.info(
+        "inbound message handled",
+        extra={
+            "conversation_id": str(stored.conversation_id),
+            "wa_message_id": event.id,
+            "duplicate": stored.duplicate,
+            "handed_off": stored.handed_off,
+            "replied": reply_id is not None,
+        },
+    )
     return Outcome(stored.conversation_id, stored.message_id, stored.duplicate, stored.handed_off, reply_id)
 
 
@@ -93,20 +100,31 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         message_id = session.scalar(
             insert(Message)
             .values(
-                tenant_id=tenant_id, conversation_id=conversation.id, outlet_id=outlet_id,
-                direction="inbound", sender_type="customer", wa_message_id=event.id, type=event.type,
-                body=event.text_for_ai, payload=_payload_of(event), status="received",
+                tenant_id=tenant_id,
+                conversation_id=conversation.id,
+                outlet_id=outlet_id,
+                direction="inbound",
+                sender_type="customer",
+                wa_message_id=event.id,
+                type=event.type,
+                body=event.text_for_ai,
+                payload=_payload_of(event),
+                status="received",
                 customer_sent_at=event.timestamp,
             )
             .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
             .returning(Message.id)
         )
         if message_id is None:
-            existing = session.scalars(select(Message).where(
-                Message.outlet_id == outlet_id, Message.wa_message_id == event.id)).one()
+            existing = session.scalars(
+                select(Message).where(Message.outlet_id == outlet_id, Message.wa_message_id == event.id)
+            ).one()
             log.info("duplicate delivery of a stored message", extra={"wa_message_id": event.id})
             return _Stored(existing.conversation_id, existing.id, True, conversation.status == "handed_off")
-        if conversation.last_customer_message_at is None or event.timestamp > conversation.last_customer_message_at:
+        if (
+            conversation.last_customer_message_at is None
+            or event.timestamp > conversation.last_customer_message_at
+        ):
             conversation.last_customer_message_at = event.timestamp
         conversation.last_message_at = func.now()
         tenant = session.get_one(Tenant, tenant_id)
@@ -118,19 +136,25 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         return _Stored(conversation.id, message_id, False, conversation.status == "handed_off")
 
 
-def open_conversation(session: Session, tenant_id: uuid.UUID, outlet_id: uuid.UUID,
-                      customer_id: uuid.UUID) -> Conversation:
+def open_conversation(
+    session: Session, tenant_id: uuid.UUID, outlet_id: uuid.UUID, customer_id: uuid.UUID
+) -> Conversation:
     """The one open conversation of this customer at this outlet, created if needed, locked."""
     session.execute(
         insert(Conversation)
         .values(tenant_id=tenant_id, outlet_id=outlet_id, customer_id=customer_id, status="active")
-        .on_conflict_do_nothing(index_elements=[Conversation.outlet_id, Conversation.customer_id],
-                                index_where=Conversation.status.in_(OPEN))
+        .on_conflict_do_nothing(
+            index_elements=[Conversation.outlet_id, Conversation.customer_id],
+            index_where=Conversation.status.in_(OPEN),
+        )
     )
     return session.scalars(
         select(Conversation)
-        .where(Conversation.outlet_id == outlet_id, Conversation.customer_id == customer_id,
-               Conversation.status.in_(OPEN))
+        .where(
+            Conversation.outlet_id == outlet_id,
+            Conversation.customer_id == customer_id,
+            Conversation.status.in_(OPEN),
+        )
         .with_for_update()
     ).one()
 
@@ -145,8 +169,9 @@ def _asks_for_a_person(event: InboundMessage, tenant_settings: dict[str, Any]) -
     return f"keyword:{keyword}" if keyword else None
 
 
-def hand_off(session: Session, tenant: Tenant, conversation: Conversation, reason: str,
-             language_hint: list[str]) -> None:
+def hand_off(
+    session: Session, tenant: Tenant, conversation: Conversation, reason: str, language_hint: list[str]
+) -> None:
     """Give the conversation to the agents: the AI stays silent until they return it. The
     customer is told, and conversation.handed_off is published inside the transaction (a
     failed commit may publish twice; subscribers key on conversation and time)."""
@@ -155,19 +180,35 @@ def hand_off(session: Session, tenant: Tenant, conversation: Conversation, reaso
     conversation.handed_off_at = func.now()
     language = replies.detect_language(language_hint, tenant.default_language)
     notice = (tenant.settings.get("handoff_notice") or {}).get(language) or HANDOFF_NOTICE[language]
-    session.add(Message(
-        tenant_id=tenant.id, conversation_id=conversation.id, outlet_id=conversation.outlet_id,
-        direction="outbound", sender_type="system", type="text", body=notice, status="queued",
-        payload={"reason": "handoff_notice"},
-    ))
+    session.add(
+        Message(
+            tenant_id=tenant.id,
+            conversation_id=conversation.id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="system",
+            type="text",
+            body=notice,
+            status="queued",
+            payload={"reason": "handoff_notice"},
+        )
+    )
     session.flush()
-    events.publish([events.Outgoing(
-        events.CONVERSATION_HANDED_OFF,
-        {"tenant_id": str(tenant.id), "conversation_id": str(conversation.id),
-         "outlet_id": str(conversation.outlet_id), "reason": reason,
-         "at": datetime.now(UTC).isoformat()},
-        attributes={"tenant_id": str(tenant.id)},
-    )])
+    events.publish(
+        [
+            events.Outgoing(
+                events.CONVERSATION_HANDED_OFF,
+                {
+                    "tenant_id": str(tenant.id),
+                    "conversation_id": str(conversation.id),
+                    "outlet_id": str(conversation.outlet_id),
+                    "reason": reason,
+                    "at": datetime.now(UTC).isoformat(),
+                },
+                attributes={"tenant_id": str(tenant.id)},
+            )
+        ]
+    )
     log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
 
 
@@ -177,14 +218,20 @@ def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUI
     The lock is an advisory lock, not the conversation row, so that new messages can be
     stored (transaction 1) while a reply is being generated; they wait for the next reply."""
     with tenant_session(tenant_id) as session:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": zlib.crc32(conversation_id.bytes) - 2**31})
-        waiting = list(session.scalars(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, Message.direction == "inbound",
-                   Message.status == "received")
-            .order_by(Message.customer_sent_at, Message.created_at)
-        ))
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31}
+        )
+        waiting = list(
+            session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "inbound",
+                    Message.status == "received",
+                )
+                .order_by(Message.customer_sent_at, Message.created_at)
+            )
+        )
         if not waiting:
             return None  # answered together with an earlier message
         for message in waiting:
@@ -196,18 +243,30 @@ def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUI
             return None
         newest = waiting[-1]
         if tenant.settings.get("read_receipts", True):
-            send_queue.enqueue(f"read-{newest.id}", {
-                "tenant_id": str(tenant_id), "kind": "read", "message_id": str(newest.id),
-                "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
-            })
+            send_queue.enqueue(
+                f"read-{newest.id}",
+                {
+                    "tenant_id": str(tenant_id),
+                    "kind": "read",
+                    "message_id": str(newest.id),
+                    "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
+                },
+            )
         reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
         session.refresh(conversation, with_for_update=True)
         if conversation.status != "active":
             return None  # handed off while the reply was being prepared
         outbound = Message(
-            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
-            direction="outbound", sender_type="llm", type="text", body=reply.text, status="queued",
-            confidence=reply.confidence, answers_up_to_message_id=newest.id,
+            tenant_id=tenant_id,
+            conversation_id=conversation_id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="llm",
+            type="text",
+            body=reply.text,
+            status="queued",
+            confidence=reply.confidence,
+            answers_up_to_message_id=newest.id,
             payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
         )
         session.add(outbound)
@@ -216,13 +275,16 @@ def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUI
         return outbound.id
 
 
-def _should_answer(session: Session, tenant: Tenant, conversation: Conversation, newest: Message,
-                   texts: list[str]) -> bool:
+def _should_answer(
+    session: Session, tenant: Tenant, conversation: Conversation, newest: Message, texts: list[str]
+) -> bool:
     if conversation.status != "active":
         return False
     if newest.customer_sent_at is not None and datetime.now(UTC) - newest.customer_sent_at > STALE_AFTER:
-        log.warning("not answering messages this old; an agent will see them",
-                    extra={"conversation_id": str(conversation.id)})
+        log.warning(
+            "not answering messages this old; an agent will see them",
+            extra={"conversation_id": str(conversation.id)},
+        )
         return False
     decision = replies.may_send(tenant.status)
     if not decision.allowed:
@@ -240,25 +302,34 @@ def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.Recent
     rows = session.execute(
         select(Message.sender_type, Message.confidence, Message.payload)
         .where(Message.conversation_id == conversation_id)
-        .order_by(Message.created_at.desc()).limit(50)
+        .order_by(Message.created_at.desc())
+        .limit(50)
     ).all()
-    return [handoff.RecentMessage(r.sender_type, r.confidence, (r.payload or {}).get("event") == "ai_resumed")
-            for r in reversed(rows)]
+    return [
+        handoff.RecentMessage(r.sender_type, r.confidence, (r.payload or {}).get("event") == "ai_resumed")
+        for r in reversed(rows)
+    ]
 
 
 def flush_outbox(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> int:
     """Queue a send task for every outbound message of the conversation still waiting for one.
     Task names are the message ids, so doing this again after a failure never sends twice."""
     with tenant_session(tenant_id) as session:
-        queued = list(session.scalars(
-            select(Message.id)
-            .where(Message.conversation_id == conversation_id, Message.direction == "outbound",
-                   Message.status == "queued")
-            .order_by(Message.created_at)
-        ))
+        queued = list(
+            session.scalars(
+                select(Message.id)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "outbound",
+                    Message.status == "queued",
+                )
+                .order_by(Message.created_at)
+            )
+        )
     for message_id in queued:
-        send_queue.enqueue(f"send-{message_id}", {"tenant_id": str(tenant_id), "kind": "send",
-                                                  "message_id": str(message_id)})
+        send_queue.enqueue(
+            f"send-{message_id}", {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)}
+        )
     return len(queued)
 
 
@@ -266,17 +337,29 @@ def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityC
     """A customer changed number or BSUID: re-key them; their conversation goes on."""
     with tenant_session(tenant_id) as session:
         customer = customers.rekey(session, tenant_id, event.old, event.new, event.timestamp)
-        conversation = session.scalars(select(Conversation).where(
-            Conversation.outlet_id == outlet_id, Conversation.customer_id == customer.id,
-            Conversation.status.in_(OPEN))).first()
+        conversation = session.scalars(
+            select(Conversation).where(
+                Conversation.outlet_id == outlet_id,
+                Conversation.customer_id == customer.id,
+                Conversation.status.in_(OPEN),
+            )
+        ).first()
         message_id = None
         if conversation is not None:
             message_id = session.scalar(
                 insert(Message)
-                .values(tenant_id=tenant_id, conversation_id=conversation.id, outlet_id=outlet_id,
-                        direction="outbound", sender_type="system", wa_message_id=event.id, type="system",
-                        body=event.body, status="processed",
-                        payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid})
+                .values(
+                    tenant_id=tenant_id,
+                    conversation_id=conversation.id,
+                    outlet_id=outlet_id,
+                    direction="outbound",
+                    sender_type="system",
+                    wa_message_id=event.id,
+                    type="system",
+                    body=event.body,
+                    status="processed",
+                    payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid},
+                )
                 .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
                 .returning(Message.id)
             )
@@ -296,25 +379,41 @@ def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_limit: int 
     """Write the conversation and its latest messages to Firestore for live dashboards."""
     with tenant_session(tenant_id) as session:
         row = session.execute(
-            select(Conversation, Customer).join(Customer, Customer.id == Conversation.customer_id)
+            select(Conversation, Customer)
+            .join(Customer, Customer.id == Conversation.customer_id)
             .where(Conversation.id == conversation_id)
         ).one()
         conversation, customer = row.Conversation, row.Customer
-        messages = list(session.scalars(
-            select(Message).where(Message.conversation_id == conversation_id)
-            .order_by(Message.created_at.desc()).limit(message_limit)
-        ))
+        messages = list(
+            session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.created_at.desc())
+                .limit(message_limit)
+            )
+        )
     last = messages[0] if messages else None
     dashboard.write(
         {
-            "id": str(conversation.id), "tenant_id": str(tenant_id), "outlet_id": str(conversation.outlet_id),
-            "status": conversation.status, "handoff_reason": conversation.handoff_reason,
-            "customer": {"id": str(customer.id), "name": customer.profile_name, "username": customer.username,
-                         "phone": customer.phone_number, "bsuid": customer.bsuid},
+            "id": str(conversation.id),
+            "tenant_id": str(tenant_id),
+            "outlet_id": str(conversation.outlet_id),
+            "status": conversation.status,
+            "handoff_reason": conversation.handoff_reason,
+            "customer": {
+                "id": str(customer.id),
+                "name": customer.profile_name,
+                "username": customer.username,
+                "phone": customer.phone_number,
+                "bsuid": customer.bsuid,
+            },
             "last_message": last.body if last else None,
             "last_message_at": conversation.last_message_at,
-            "window_expires_at": (conversation.last_customer_message_at + SERVICE_WINDOW
-                                  if conversation.last_customer_message_at else None),
+            "window_expires_at": (
+                conversation.last_customer_message_at + SERVICE_WINDOW
+                if conversation.last_customer_message_at
+                else None
+            ),
             "updated_at": conversation.updated_at,
         },
         [message_document(tenant_id, m) for m in messages],
@@ -323,18 +422,27 @@ def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_limit: int 
 
 def message_document(tenant_id: uuid.UUID, message: Message) -> dict[str, Any]:
     return {
-        "id": str(message.id), "tenant_id": str(tenant_id), "outlet_id": str(message.outlet_id),
-        "conversation_id": str(message.conversation_id), "direction": message.direction,
-        "sender_type": message.sender_type, "type": message.type, "body": message.body,
-        "status": message.status, "error_code": message.error_code, "error_title": message.error_title,
-        "created_at": message.created_at, "sent_at": message.sent_at, "delivered_at": message.delivered_at,
+        "id": str(message.id),
+        "tenant_id": str(tenant_id),
+        "outlet_id": str(message.outlet_id),
+        "conversation_id": str(message.conversation_id),
+        "direction": message.direction,
+        "sender_type": message.sender_type,
+        "type": message.type,
+        "body": message.body,
+        "status": message.status,
+        "error_code": message.error_code,
+        "error_title": message.error_title,
+        "created_at": message.created_at,
+        "sent_at": message.sent_at,
+        "delivered_at": message.delivered_at,
         "read_at": message.read_at,
     }
 
 
 def _payload_of(event: InboundMessage) -> dict[str, Any]:
     """What the database keeps of a message beyond its text: the parsed event itself."""
-    data = event.to_json_dict()["data"]
+    data: dict[str, Any] = dict(event.to_json_dict()["data"])
     data.pop("raw", None) if event.supported else None
     if not event.supported:
         data["unsupported"] = True
@@ -351,10 +459,19 @@ def resolve(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID
         conversation.status = "resolved"
         conversation.resolved_at = func.now()
         conversation.assigned_user_id = user_id or conversation.assigned_user_id
-        events.publish([events.Outgoing(
-            events.CONVERSATION_COMPLETED,
-            {"tenant_id": str(tenant_id), "conversation_id": str(conversation_id), "status": "resolved"},
-            attributes={"tenant_id": str(tenant_id)})])
+        events.publish(
+            [
+                events.Outgoing(
+                    events.CONVERSATION_COMPLETED,
+                    {
+                        "tenant_id": str(tenant_id),
+                        "conversation_id": str(conversation_id),
+                        "status": "resolved",
+                    },
+                    attributes={"tenant_id": str(tenant_id)},
+                )
+            ]
+        )
     mirror(tenant_id, conversation_id)
     return True
 
@@ -367,23 +484,38 @@ def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid
         if conversation is None or conversation.status != "handed_off":
             return False
         conversation.status = "active"
-        session.add(Message(
-            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
-            direction="outbound", sender_type="system", type="system", body=None, status="processed",
-            payload={"event": "ai_resumed", "by": str(user_id) if user_id else None},
-        ))
+        session.add(
+            Message(
+                tenant_id=tenant_id,
+                conversation_id=conversation_id,
+                outlet_id=conversation.outlet_id,
+                direction="outbound",
+                sender_type="system",
+                type="system",
+                body=None,
+                status="processed",
+                payload={"event": "ai_resumed", "by": str(user_id) if user_id else None},
+            )
+        )
     mirror(tenant_id, conversation_id)
     return True
 
 
-def queue_agent_message(tenant_id: uuid.UUID, conversation_id: uuid.UUID, text_body: str,
-                        user_id: uuid.UUID | None = None) -> uuid.UUID:
+def queue_agent_message(
+    tenant_id: uuid.UUID, conversation_id: uuid.UUID, text_body: str, user_id: uuid.UUID | None = None
+) -> uuid.UUID:
     """An agent writes to the customer; the sender delivers it (and refuses outside the window)."""
     with tenant_session(tenant_id) as session:
         conversation = session.get_one(Conversation, conversation_id)
         message = Message(
-            tenant_id=tenant_id, conversation_id=conversation_id, outlet_id=conversation.outlet_id,
-            direction="outbound", sender_type="agent", type="text", body=text_body, status="queued",
+            tenant_id=tenant_id,
+            conversation_id=conversation_id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="agent",
+            type="text",
+            body=text_body,
+            status="queued",
             payload={"by": str(user_id) if user_id else None},
         )
         session.add(message)

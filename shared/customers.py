@@ -37,7 +37,9 @@ def _find(session: Session, bsuid: str | None, phone: str | None) -> tuple[Custo
     return by_bsuid, by_phone
 
 
-def resolve(session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, seen_at: datetime) -> Customer:
+def resolve(
+    session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, seen_at: datetime
+) -> Customer:
     """The customer this identity belongs to, created or linked as needed (inside a tenant session)."""
     if not identity.bsuid and not identity.phone:
         raise UnidentifiedCustomer("a customer needs a BSUID or a phone number")
@@ -45,9 +47,15 @@ def resolve(session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, 
     if by_bsuid is None and by_phone is None:
         session.execute(
             insert(Customer)
-            .values(tenant_id=tenant_id, bsuid=identity.bsuid, parent_bsuid=identity.parent_bsuid,
-                    phone_number=identity.phone, username=identity.username,
-                    profile_name=identity.profile_name, last_seen_at=seen_at)
+            .values(
+                tenant_id=tenant_id,
+                bsuid=identity.bsuid,
+                parent_bsuid=identity.parent_bsuid,
+                phone_number=identity.phone,
+                username=identity.username,
+                profile_name=identity.profile_name,
+                last_seen_at=seen_at,
+            )
             .on_conflict_do_nothing()
         )
         by_bsuid, by_phone = _find(session, identity.bsuid, identity.phone)
@@ -79,22 +87,34 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
     """Fold `duplicate` into `keep`: its conversations move over, an open one of its own is
     resolved if `keep` already has one open at the same outlet. Nothing is deleted but the
     duplicate row itself."""
-    log.info("merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)})
-    open_of_keep = set(session.scalars(
-        select(Conversation.outlet_id).where(Conversation.customer_id == keep.id,
-                                             Conversation.status.in_(("active", "handed_off")))
-    ))
+    log.info(
+        "merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)}
+    )
+    open_of_keep = set(
+        session.scalars(
+            select(Conversation.outlet_id).where(
+                Conversation.customer_id == keep.id, Conversation.status.in_(("active", "handed_off"))
+            )
+        )
+    )
     session.execute(
         update(Conversation)
-        .where(Conversation.customer_id == duplicate.id, Conversation.outlet_id.in_(open_of_keep),
-               Conversation.status.in_(("active", "handed_off")))
+        .where(
+            Conversation.customer_id == duplicate.id,
+            Conversation.outlet_id.in_(open_of_keep),
+            Conversation.status.in_(("active", "handed_off")),
+        )
         .values(status="resolved", resolved_at=duplicate.last_seen_at)
     )
-    session.execute(update(Conversation).where(Conversation.customer_id == duplicate.id)
-                    .values(customer_id=keep.id))
+    session.execute(
+        update(Conversation).where(Conversation.customer_id == duplicate.id).values(customer_id=keep.id)
+    )
     identifiers = CustomerIdentity(
-        bsuid=duplicate.bsuid, parent_bsuid=duplicate.parent_bsuid, phone=duplicate.phone_number,
-        username=duplicate.username, profile_name=duplicate.profile_name,
+        bsuid=duplicate.bsuid,
+        parent_bsuid=duplicate.parent_bsuid,
+        phone=duplicate.phone_number,
+        username=duplicate.username,
+        profile_name=duplicate.profile_name,
     )
     seen = max(filter(None, (keep.last_seen_at, duplicate.last_seen_at)), default=None)
     session.delete(duplicate)
@@ -104,15 +124,17 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
     return keep
 
 
-def rekey(session: Session, tenant_id: uuid.UUID, old: CustomerIdentity, new: CustomerIdentity,
-          seen_at: datetime) -> Customer:
+def rekey(
+    session: Session, tenant_id: uuid.UUID, old: CustomerIdentity, new: CustomerIdentity, seen_at: datetime
+) -> Customer:
     """A customer changed number or BSUID: the same row (and conversation) carries the new keys."""
     by_bsuid, by_phone = _find(session, old.bsuid, old.phone)
     customer = by_bsuid or by_phone
     if customer is None:
         return resolve(session, tenant_id, new, seen_at)
-    new_bsuid, new_phone = _find(session, new.bsuid if new.bsuid != old.bsuid else None,
-                                 new.phone if new.phone != old.phone else None)
+    new_bsuid, new_phone = _find(
+        session, new.bsuid if new.bsuid != old.bsuid else None, new.phone if new.phone != old.phone else None
+    )
     for other in (new_bsuid, new_phone):
         if other is not None and other.id != customer.id:
             customer = merge(session, keep=customer, duplicate=other)

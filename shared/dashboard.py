@@ -9,6 +9,7 @@ read their own tenant only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -36,20 +37,23 @@ def write(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
     client = _client()
     batch = client.batch()
     conv_ref = client.document(conversation_path(conversation["tenant_id"], conversation["id"]))
-    batch.set(conv_ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in conversation.items()},
-              merge=True)
+    batch.set(
+        conv_ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in conversation.items()}, merge=True
+    )
     for message in messages:
         ref = conv_ref.collection("messages").document(str(message["id"]))
         batch.set(ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in message.items()}, merge=True)
     batch.commit()
 
 
-def delete_messages(tenant_id: object, messages: list[tuple[object, object]]) -> None:
+def delete_messages(tenant_id: object, messages: Sequence[tuple[object, object]]) -> None:
     """Remove purged messages (conversation id, message id) from the dashboard."""
     if not messages:
         return
     client = _client()
     batch = client.batch()
     for conversation_id, message_id in messages:
-        batch.delete(client.document(f"{conversation_path(tenant_id, conversation_id)}/messages/{message_id}"))
+        batch.delete(
+            client.document(f"{conversation_path(tenant_id, conversation_id)}/messages/{message_id}")
+        )
     batch.commit()

@@ -50,7 +50,9 @@ def register(object_resource: dict[str, Any]) -> Registration:
     match = _PATH.match(name)
     if not match:
         log.warning("object outside tenants/<id>/knowledge/<kb>/; ignored", extra={"object": name})
-        return Registration(None, "ignored", "object name does not follow tenants/<tenant>/knowledge/<kb>/<file>")
+        return Registration(
+            None, "ignored", "object name does not follow tenants/<tenant>/knowledge/<kb>/<file>"
+        )
     try:
         tenant_id, kb_id = uuid.UUID(match["tenant"]), uuid.UUID(match["kb"])
     except ValueError:
@@ -69,23 +71,48 @@ def register(object_resource: dict[str, Any]) -> Registration:
             return Registration(None, "ignored", "no such knowledge base for this tenant")
         document_id = session.scalar(
             insert(Document)
-            .values(tenant_id=tenant_id, knowledge_base_id=kb_id, bucket=bucket, object_name=name,
-                    generation=int(object_resource.get("generation") or 0), content_type=content_type,
-                    size_bytes=size, sha256=None, status="failed" if problem else "uploaded", error=problem)
-            .on_conflict_do_nothing(index_elements=[Document.bucket, Document.object_name, Document.generation])
+            .values(
+                tenant_id=tenant_id,
+                knowledge_base_id=kb_id,
+                bucket=bucket,
+                object_name=name,
+                generation=int(object_resource.get("generation") or 0),
+                content_type=content_type,
+                size_bytes=size,
+                sha256=None,
+                status="failed" if problem else "uploaded",
+                error=problem,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[Document.bucket, Document.object_name, Document.generation]
+            )
             .returning(Document.id)
         )
         if document_id is None:
-            existing = session.scalar(select(Document.id).where(
-                Document.bucket == bucket, Document.object_name == name,
-                Document.generation == int(object_resource.get("generation") or 0)))
+            existing = session.scalar(
+                select(Document.id).where(
+                    Document.bucket == bucket,
+                    Document.object_name == name,
+                    Document.generation == int(object_resource.get("generation") or 0),
+                )
+            )
             return Registration(existing, "duplicate")
         if problem is None:
-            events.publish([events.Outgoing(
-                events.DOCUMENT_UPLOADED,
-                {"tenant_id": str(tenant_id), "knowledge_base_id": str(kb_id), "document_id": str(document_id),
-                 "bucket": bucket, "object_name": name, "generation": str(object_resource.get("generation")),
-                 "content_type": content_type},
-                attributes={"tenant_id": str(tenant_id)},
-            )])
+            events.publish(
+                [
+                    events.Outgoing(
+                        events.DOCUMENT_UPLOADED,
+                        {
+                            "tenant_id": str(tenant_id),
+                            "knowledge_base_id": str(kb_id),
+                            "document_id": str(document_id),
+                            "bucket": bucket,
+                            "object_name": name,
+                            "generation": str(object_resource.get("generation")),
+                            "content_type": content_type,
+                        },
+                        attributes={"tenant_id": str(tenant_id)},
+                    )
+                ]
+            )
     return Registration(document_id, "failed" if problem else "uploaded", problem or "")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from shared.config import settings
@@ -50,7 +50,7 @@ def _publisher() -> pubsub_v1.PublisherClient:
 def topic_path(topic: str) -> str:
     if topic not in declaration().topics:
         raise ValueError(f"topic {topic!r} is not declared in functions/functions.yaml")
-    return _publisher().topic_path(settings().google_cloud_project, topic)
+    return f"projects/{settings().google_cloud_project}/topics/{topic}"
 
 
 def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
@@ -61,8 +61,9 @@ def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
     pending = []
     for event in events:
         body = json.dumps(event.data, separators=(",", ":"), default=str).encode()
-        future = publisher.publish(topic_path(event.topic), body, ordering_key=event.ordering_key,
-                                   **dict(event.attributes or {}))
+        future = publisher.publish(
+            topic_path(event.topic), body, ordering_key=event.ordering_key, **dict(event.attributes or {})
+        )
         pending.append((event, future))
     ids = []
     for event, future in pending:

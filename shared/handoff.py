@@ -16,14 +16,38 @@ from dataclasses import dataclass
 
 DEFAULT_KEYWORDS: tuple[str, ...] = (
     # English
-    "human", "real person", "talk to a person", "speak to a person", "talk to someone",
-    "speak to someone", "talk to an agent", "speak to an agent", "customer service",
-    "customer support", "live agent", "operator", "complaint", "i want to complain",
+    "human",
+    "real person",
+    "talk to a person",
+    "speak to a person",
+    "talk to someone",
+    "speak to someone",
+    "talk to an agent",
+    "speak to an agent",
+    "customer service",
+    "customer support",
+    "live agent",
+    "operator",
+    "complaint",
+    "i want to complain",
     # Bahasa Indonesia (formal and everyday)
-    "manusia", "bicara dengan manusia", "bicara sama orang", "ngomong sama orang",
-    "minta cs", "hubungi cs", "panggil cs", "customer servis", "layanan pelanggan",
-    "petugas", "minta admin", "hubungi admin", "bicara dengan admin", "komplain", "keluhan",
-    "mau komplain", "saya mau komplain",
+    "manusia",
+    "bicara dengan manusia",
+    "bicara sama orang",
+    "ngomong sama orang",
+    "minta cs",
+    "hubungi cs",
+    "panggil cs",
+    "customer servis",
+    "layanan pelanggan",
+    "petugas",
+    "minta admin",
+    "hubungi admin",
+    "bicara dengan admin",
+    "komplain",
+    "keluhan",
+    "mau komplain",
+    "saya mau komplain",
 )
 HANDOFF_BUTTON_IDS = frozenset({"handoff", "talk_to_agent", "human_agent", "hubungi_cs"})
 LOW_CONFIDENCE = 0.5
@@ -71,7 +95,8 @@ def too_many_low_confidence(history: Sequence[RecentMessage]) -> bool:
         since_resume.append(message)
     window = since_resume[:LOOKBACK]
     unsure = sum(
-        1 for m in window
+        1
+        for m in window
         if m.sender_type == "llm" and m.confidence is not None and m.confidence < LOW_CONFIDENCE
     )
     return unsure >= LOW_CONFIDENCE_LIMIT

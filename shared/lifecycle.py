@@ -30,19 +30,25 @@ def expire_conversations(now: datetime | None = None) -> int:
     total = 0
     for tenant_id in platform.tenant_ids():
         with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
-            expired = list(session.scalars(
-                update(Conversation)
-                .where(Conversation.status == "active", Conversation.last_customer_message_at < cutoff)
-                .values(status="expired")
-                .returning(Conversation.id)
-            ))
+            expired = list(
+                session.scalars(
+                    update(Conversation)
+                    .where(Conversation.status == "active", Conversation.last_customer_message_at < cutoff)
+                    .values(status="expired")
+                    .returning(Conversation.id)
+                )
+            )
             if expired:
-                events.publish([
-                    events.Outgoing(events.CONVERSATION_COMPLETED,
-                                    {"tenant_id": str(tenant_id), "conversation_id": str(cid), "status": "expired"},
-                                    attributes={"tenant_id": str(tenant_id)})
-                    for cid in expired
-                ])
+                events.publish(
+                    [
+                        events.Outgoing(
+                            events.CONVERSATION_COMPLETED,
+                            {"tenant_id": str(tenant_id), "conversation_id": str(cid), "status": "expired"},
+                            attributes={"tenant_id": str(tenant_id)},
+                        )
+                        for cid in expired
+                    ]
+                )
         for conversation_id in expired:
             conversations.mirror(tenant_id, conversation_id)
         total += len(expired)
@@ -57,7 +63,8 @@ def purge_old_messages(now: datetime | None = None) -> int:
     for tenant_id in platform.tenant_ids():
         with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
             rows = session.execute(
-                delete(Message).where(Message.created_at < cutoff)
+                delete(Message)
+                .where(Message.created_at < cutoff)
                 .returning(Message.id, Message.conversation_id)
             ).all()
         _forget(tenant_id, [(r.conversation_id, r.id) for r in rows])
@@ -68,4 +75,4 @@ def purge_old_messages(now: datetime | None = None) -> int:
 
 def _forget(tenant_id: uuid.UUID, messages: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
     for start in range(0, len(messages), 400):
-        dashboard.delete_messages(tenant_id, messages[start:start + 400])
+        dashboard.delete_messages(tenant_id, messages[start : start + 400])

@@ -16,14 +16,56 @@ from typing import Any
 
 DEFAULT_FALLBACK = {
     "en": "Thanks for your message! Our team will get back to you shortly. "
-          "Type \"talk to a person\" any time to reach a staff member.",
+    'Type "talk to a person" any time to reach a staff member.',
     "id": "Terima kasih atas pesannya! Tim kami akan segera membalas. "
-          "Ketik \"bicara dengan manusia\" kapan saja untuk terhubung dengan staf kami.",
+    'Ketik "bicara dengan manusia" kapan saja untuk terhubung dengan staf kami.',
 }
 _INDONESIAN = frozenset(
-    "saya aku kamu anda mau ingin bisa ada apa apakah berapa harga kopi yang dan di ke dari ini itu "
-    "tidak gak nggak enggak dong ya kak min halo hai selamat pagi siang sore malam terima kasih makasih "
-    "tolong pesan buka tutup jam".split()
+    [
+        "saya",
+        "aku",
+        "kamu",
+        "anda",
+        "mau",
+        "ingin",
+        "bisa",
+        "ada",
+        "apa",
+        "apakah",
+        "berapa",
+        "harga",
+        "kopi",
+        "yang",
+        "dan",
+        "di",
+        "ke",
+        "dari",
+        "ini",
+        "itu",
+        "tidak",
+        "gak",
+        "nggak",
+        "enggak",
+        "dong",
+        "ya",
+        "kak",
+        "min",
+        "halo",
+        "hai",
+        "selamat",
+        "pagi",
+        "siang",
+        "sore",
+        "malam",
+        "terima",
+        "kasih",
+        "makasih",
+        "tolong",
+        "pesan",
+        "buka",
+        "tutup",
+        "jam",
+    ]
 )
 
 
@@ -49,8 +91,9 @@ def detect_language(texts: Sequence[str], default: str = "id") -> str:
     return "id" if indonesian * 4 >= len(words) else "en"
 
 
-def generate_reply(tenant_settings: Mapping[str, Any], customer_texts: Sequence[str],
-                   default_language: str = "id") -> Reply:
+def generate_reply(
+    tenant_settings: Mapping[str, Any], customer_texts: Sequence[str], default_language: str = "id"
+) -> Reply:
     """PLACEHOLDER: the tenant's fallback text, in the language the customer wrote in."""
     language = detect_language(customer_texts, default_language)
     fallback = tenant_settings.get("fallback_reply") or {}

@@ -32,7 +32,7 @@ def _client() -> tasks_v2.CloudTasksClient:
         return tasks_v2.CloudTasksClient(
             transport="rest",
             client_options=ClientOptions(api_endpoint=f"http://{emulator}"),
-            credentials=AnonymousCredentials(),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
     return tasks_v2.CloudTasksClient()
 
@@ -60,7 +60,7 @@ def enqueue(task_id: str, payload: dict[str, Any], queue: str = SEND_QUEUE, dela
 
         task["schedule_time"] = datetime.now(UTC) + timedelta(seconds=delay_seconds)
     try:
-        _client().create_task(parent=queue_path(queue), task=task)
+        _client().create_task(parent=queue_path(queue), task=tasks_v2.Task(task))
     except Aborted:
         raise  # a concurrency hiccup, not a duplicate: let the caller's retry try again
     except Conflict:  # ALREADY_EXISTS (gRPC) or HTTP 409 (REST): this work is already queued

@@ -64,14 +64,20 @@ def handle_task(payload: dict[str, Any], retry_count: int, max_attempts: int) ->
             result = send(tenant_id, message_id, retry_count, final)
         else:
             result = TaskResult(400, f"unknown task kind {kind!r}")
-        log.info("task %s: %s", kind, result.detail,
-                 extra={"message_id": str(message_id), "status": result.status, "retry_count": retry_count})
+        log.info(
+            "task %s: %s",
+            kind,
+            result.detail,
+            extra={"message_id": str(message_id), "status": result.status, "retry_count": retry_count},
+        )
     return result
 
 
 def _client(token: str) -> GraphClient:
     config = settings()
-    return GraphClient(config.whatsapp_graph_api_url, config.whatsapp_graph_api_version, token, session=_session)
+    return GraphClient(
+        config.whatsapp_graph_api_url, config.whatsapp_graph_api_version, token, session=_session
+    )
 
 
 def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: bool) -> TaskResult:
@@ -114,11 +120,17 @@ def _deliver(session: Session, message: Message, conversation: Conversation, fin
         if message.type == "text":
             wamid = client.send_text(outlet.phone_number_id, recipient, message.body or "")
         elif message.type == "template":
-            wamid = client.send_template(outlet.phone_number_id, recipient, payload["template"],
-                                         payload.get("language", "id"), payload.get("components"))
+            wamid = client.send_template(
+                outlet.phone_number_id,
+                recipient,
+                payload["template"],
+                payload.get("language", "id"),
+                payload.get("components"),
+            )
         else:
-            wamid = client.send_media(outlet.phone_number_id, recipient, message.type, payload["media_id"],
-                                      caption=message.body)
+            wamid = client.send_media(
+                outlet.phone_number_id, recipient, message.type, payload["media_id"], caption=message.body
+            )
     except GraphError as error:
         return _failed_attempt(message, error, final)
     message.status = "sent"
@@ -129,12 +141,18 @@ def _deliver(session: Session, message: Message, conversation: Conversation, fin
 
 
 def _failed_attempt(message: Message, error: GraphError, final: bool) -> TaskResult:
-    log.warning("Graph API refused a send: %s", error,
-                extra={"message_id": str(message.id), "code": error.code, "retryable": error.retryable})
+    log.warning(
+        "Graph API refused a send: %s",
+        error,
+        extra={"message_id": str(message.id), "code": error.code, "retryable": error.retryable},
+    )
     if error.retryable and not final:
         attempts = int((message.payload or {}).get("send_attempts", 0)) + 1
-        message.payload = {**(message.payload or {}), "send_attempts": attempts,
-                           "last_error": {"code": error.code, "title": error.title}}
+        message.payload = {
+            **(message.payload or {}),
+            "send_attempts": attempts,
+            "last_error": {"code": error.code, "title": error.title},
+        }
         return TaskResult(503, f"retryable error {error.code}: will retry")
     _fail(message, error.code, error.title)
     return TaskResult(200, f"failed permanently with {error.code}")
@@ -150,11 +168,15 @@ def _fail(message: Message, code: int | None, title: str | None) -> None:
 def _earlier_reply_pending(session: Session, message: Message) -> bool:
     """Replies go out in the order they were written: wait while an earlier one is queued."""
     earlier = session.scalar(
-        select(Message.id).where(
-            Message.conversation_id == message.conversation_id, Message.direction == "outbound",
-            Message.status == "queued", Message.created_at < message.created_at,
+        select(Message.id)
+        .where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == "outbound",
+            Message.status == "queued",
+            Message.created_at < message.created_at,
             Message.created_at > datetime.now(UTC) - ORDER_WAIT,
-        ).limit(1)
+        )
+        .limit(1)
     )
     return earlier is not None
 
@@ -162,8 +184,13 @@ def _earlier_reply_pending(session: Session, message: Message) -> bool:
 def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
     """Tell analytics a message went out. Best effort: the send itself already happened."""
     try:
-        events.publish([events.Outgoing(events.OUTGOING_MESSAGES, snapshot or {},
-                                        attributes={"tenant_id": str(tenant_id)})])
+        events.publish(
+            [
+                events.Outgoing(
+                    events.OUTGOING_MESSAGES, snapshot or {}, attributes={"tenant_id": str(tenant_id)}
+                )
+            ]
+        )
     except Exception:
         log.exception("could not publish the outgoing-message event")
 

@@ -38,8 +38,11 @@ def handle_status(envelope: dict[str, Any]) -> str:
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
         message = session.scalars(
             select(Message)
-            .where(Message.outlet_id == outlet_id, Message.wa_message_id == status.id,
-                   Message.direction == "outbound")
+            .where(
+                Message.outlet_id == outlet_id,
+                Message.wa_message_id == status.id,
+                Message.direction == "outbound",
+            )
             .with_for_update()
         ).first()
         if message is None:

@@ -73,8 +73,11 @@ def verify_subscription(args: Any) -> Response:
     """Meta's handshake: echo hub.challenge when the verify token matches."""
     expected = settings().whatsapp_verify_token.get_secret_value()
     given = str(args.get("hub.verify_token", ""))
-    if (args.get("hub.mode") == "subscribe" and expected
-            and hmac.compare_digest(given.encode(), expected.encode())):
+    if (
+        args.get("hub.mode") == "subscribe"
+        and expected
+        and hmac.compare_digest(given.encode(), expected.encode())
+    ):
         return str(args.get("hub.challenge", "")), 200
     return {"error": "verification failed"}, 403
 
@@ -112,10 +115,16 @@ def receive(request: Any) -> Response:
             continue
         outgoing.append(_event_for(event, route, received_at))
     for ignored in batch.ignored:
-        log.info("ignored webhook change", extra={"field": ignored.field, "phone_number_id": ignored.phone_number_id})
+        log.info(
+            "ignored webhook change",
+            extra={"field": ignored.field, "phone_number_id": ignored.phone_number_id},
+        )
     for rejected in batch.rejected:
-        log.warning("rejected part of a webhook: %s", rejected.reason,
-                    extra={"phone_number_id": rejected.phone_number_id})
+        log.warning(
+            "rejected part of a webhook: %s",
+            rejected.reason,
+            extra={"phone_number_id": rejected.phone_number_id},
+        )
     for number in unknown_numbers:
         log.warning("webhook for a phone_number_id no active outlet has", extra={"phone_number_id": number})
     try:
@@ -137,16 +146,20 @@ def customer_key(event: InboundMessage | IdentityChange) -> str:
     return identity.bsuid or identity.phone or "unknown"
 
 
-def _event_for(event: InboundMessage | StatusUpdate | IdentityChange, route: platform.OutletRoute,
-               received_at: str) -> events.Outgoing:
+def _event_for(
+    event: InboundMessage | StatusUpdate | IdentityChange, route: platform.OutletRoute, received_at: str
+) -> events.Outgoing:
     envelope = {
         "tenant_id": str(route.tenant_id),
         "outlet_id": str(route.outlet_id),
         "received_at": received_at,
         "event": event.to_json_dict(),
     }
-    attributes = {"tenant_id": str(route.tenant_id), "outlet_id": str(route.outlet_id),
-                  "kind": event.event_kind}
+    attributes = {
+        "tenant_id": str(route.tenant_id),
+        "outlet_id": str(route.outlet_id),
+        "kind": event.event_kind,
+    }
     if isinstance(event, StatusUpdate):
         return events.Outgoing(events.MESSAGE_STATUSES, envelope, "", attributes)
     ordering_key = f"{route.outlet_id}:{customer_key(event)}"

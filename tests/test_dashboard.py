@@ -20,16 +20,22 @@ from tests.pipeline.driver import Meta, new_customer, wait_for
 
 def id_token(stack: LocalStack, email: str, password: str = DEMO_PASSWORD) -> str:
     """Sign in the way the dashboard's Firebase client does, against the Auth emulator."""
-    url = (f"http://{stack.info['firebase_auth_emulator_host']}/identitytoolkit.googleapis.com/v1/"
-           "accounts:signInWithPassword?key=local-dev")
-    answer = requests.post(url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10)
+    url = (
+        f"http://{stack.info['firebase_auth_emulator_host']}/identitytoolkit.googleapis.com/v1/"
+        "accounts:signInWithPassword?key=local-dev"
+    )
+    answer = requests.post(
+        url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10
+    )
     assert answer.status_code == 200, answer.text
     return str(answer.json()["idToken"])
 
 
 def read(stack: LocalStack, path: str, token: str | None) -> requests.Response:
-    url = (f"http://{stack.info['firestore_emulator_host']}/v1/projects/{stack.info['project']}"
-           f"/databases/(default)/documents/{path}")
+    url = (
+        f"http://{stack.info['firestore_emulator_host']}/v1/projects/{stack.info['project']}"
+        f"/databases/(default)/documents/{path}"
+    )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return requests.get(url, headers=headers, timeout=10)
 
@@ -44,11 +50,17 @@ def documents(stack: LocalStack) -> dict[str, str]:
         "own_other_outlet": dashboard.conversation_path(demo["tenant_id"], uuid.uuid4()),
         "other_tenant": dashboard.conversation_path(other_tenant, uuid.uuid4()),
     }
-    outlets = {"own": demo["outlet_id"], "own_other_outlet": str(uuid.uuid4()), "other_tenant": str(uuid.uuid4())}
+    outlets = {
+        "own": demo["outlet_id"],
+        "own_other_outlet": str(uuid.uuid4()),
+        "other_tenant": str(uuid.uuid4()),
+    }
     for key, path in paths.items():
         tenant_id, conversation_id = path.split("/")[1], path.split("/")[3]
-        dashboard.write({"id": conversation_id, "tenant_id": tenant_id, "outlet_id": outlets[key], "status": "active"},
-                        [{"id": "m1", "outlet_id": outlets[key], "body": f"secret of {key}"}])
+        dashboard.write(
+            {"id": conversation_id, "tenant_id": tenant_id, "outlet_id": outlets[key], "status": "active"},
+            [{"id": "m1", "outlet_id": outlets[key], "body": f"secret of {key}"}],
+        )
     return paths
 
 
@@ -81,10 +93,16 @@ def test_an_outlet_scoped_agent_sees_only_that_outlet(stack: LocalStack, documen
 
 def test_clients_cannot_write(stack: LocalStack, documents: dict[str, str]) -> None:
     token = id_token(stack, "owner@kopinusantara.test")
-    url = (f"http://{stack.info['firestore_emulator_host']}/v1/projects/{stack.info['project']}"
-           f"/databases/(default)/documents/{documents['own']}?updateMask.fieldPaths=status")
-    answer = requests.patch(url, json={"fields": {"status": {"stringValue": "resolved"}}},
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    url = (
+        f"http://{stack.info['firestore_emulator_host']}/v1/projects/{stack.info['project']}"
+        f"/databases/(default)/documents/{documents['own']}?updateMask.fieldPaths=status"
+    )
+    answer = requests.patch(
+        url,
+        json={"fields": {"status": {"stringValue": "resolved"}}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert answer.status_code == 403
 
 
@@ -108,8 +126,12 @@ def test_a_listener_sees_a_new_conversation_and_its_messages(stack: LocalStack) 
         Meta(stack.info).say(customer, "hello")
         assert arrived.wait(15), "the listener never saw the conversation"
         conversation_id = seen[-1]["id"]
-        messages = wait_for(lambda: list(client.collection(
-            f"tenants/{tenant}/conversations/{conversation_id}/messages").stream()) or None)
+        messages = wait_for(
+            lambda: (
+                list(client.collection(f"tenants/{tenant}/conversations/{conversation_id}/messages").stream())
+                or None
+            )
+        )
         assert any((m.to_dict() or {}).get("direction") == "inbound" for m in messages)
     finally:
         watch.unsubscribe()

@@ -8,12 +8,23 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.deployment import FUNCTIONS_DIR, HttpTrigger, QueueConfig, ScheduleTrigger, TaskQueueTrigger, \
-    declaration, load_declaration
+from shared.deployment import (
+    FUNCTIONS_DIR,
+    HttpTrigger,
+    QueueConfig,
+    ScheduleTrigger,
+    TaskQueueTrigger,
+    declaration,
+    load_declaration,
+)
 
 DESIGN_TOPICS = {
-    "whatsapp.incoming.messages", "whatsapp.outgoing.messages", "knowledge.document.uploaded",
-    "billing.quota.warning", "billing.service.suspended", "conversation.completed",
+    "whatsapp.incoming.messages",
+    "whatsapp.outgoing.messages",
+    "knowledge.document.uploaded",
+    "billing.quota.warning",
+    "billing.service.suspended",
+    "conversation.completed",
 }
 
 
@@ -28,8 +39,11 @@ def decorated_functions(source: Path) -> dict[str, set[str]]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             found[node.name] = {
-                d.attr for d in node.decorator_list
-                if isinstance(d, ast.Attribute) and isinstance(d.value, ast.Name) and d.value.id == "functions_framework"
+                d.attr
+                for d in node.decorator_list
+                if isinstance(d, ast.Attribute)
+                and isinstance(d.value, ast.Name)
+                and d.value.id == "functions_framework"
             }
     return found
 
@@ -64,12 +78,20 @@ def test_a_declaration_pointing_at_nothing_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationError, match="undeclared topic"):
         load_declaration(broken)
-    broken.write_text(broken.read_text().replace("kind: pubsub, topic: no.such.topic", "kind: carrier_pigeon"))
+    broken.write_text(
+        broken.read_text().replace("kind: pubsub, topic: no.such.topic", "kind: carrier_pigeon")
+    )
     with pytest.raises(ValidationError):
         load_declaration(broken)
 
 
 def test_queue_backoff_doubles_then_grows_linearly_and_caps() -> None:
-    queue = QueueConfig(max_attempts=10, min_backoff_seconds=1, max_backoff_seconds=20, max_doublings=3,
-                        max_dispatches_per_second=1, max_concurrent_dispatches=1)
+    queue = QueueConfig(
+        max_attempts=10,
+        min_backoff_seconds=1,
+        max_backoff_seconds=20,
+        max_doublings=3,
+        max_dispatches_per_second=1,
+        max_concurrent_dispatches=1,
+    )
     assert [queue.backoff_after(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 20, 20]

@@ -23,9 +23,19 @@ from tests.pipeline.driver import Meta, new_customer, wait_for
 
 def test_dev_json_says_where_everything_is(stack: LocalStack) -> None:
     info = json.loads((stack.options.state_dir / "dev.json").read_text())
-    for key in ("functions", "webhook_url", "webhook_verify_token", "app_secret", "database_url",
-                "pubsub_emulator_host", "firestore_emulator_host", "storage_emulator_host",
-                "firebase_auth_emulator_host", "cloud_tasks_emulator_host", "whatsapp_graph_api_url"):
+    for key in (
+        "functions",
+        "webhook_url",
+        "webhook_verify_token",
+        "app_secret",
+        "database_url",
+        "pubsub_emulator_host",
+        "firestore_emulator_host",
+        "storage_emulator_host",
+        "firebase_auth_emulator_host",
+        "cloud_tasks_emulator_host",
+        "whatsapp_graph_api_url",
+    ):
         assert info[key], key
     assert set(info["functions"]) == set(declaration().functions)
     assert info["demo"]["phone_number_id"]
@@ -44,7 +54,9 @@ def test_function_host_lists_functions_and_answers_unknown_paths_with_404(stack:
 
 def _upload(stack: LocalStack, name: str, data: bytes, content_type: str) -> None:
     client = storage.Client(project=stack.info["project"], credentials=AnonymousCredentials())
-    client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(data, content_type=content_type)
+    client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(
+        data, content_type=content_type
+    )
 
 
 def _documents(tenant: uuid.UUID) -> dict[str, Document]:
@@ -57,7 +69,7 @@ def test_upload_to_the_bucket_triggers_document_registration(stack: LocalStack) 
     tenant = uuid.UUID(demo["tenant_id"])
     prefix = f"tenants/{demo['tenant_id']}/knowledge/{demo['knowledge_base_id']}"
     wait_for(lambda: any(n.endswith("menu-dan-faq.md") for n in _documents(tenant)))  # seeded at startup
-    _upload(stack, f"{prefix}/promo.txt", "Promo: beli 2 gratis 1 setiap Jumat.".encode(), "text/plain")
+    _upload(stack, f"{prefix}/promo.txt", b"Promo: beli 2 gratis 1 setiap Jumat.", "text/plain")
     _upload(stack, f"{prefix}/logo.png", b"\x89PNG fake", "image/png")
     wanted = {f"{prefix}/promo.txt", f"{prefix}/logo.png"}
 
@@ -93,13 +105,20 @@ def test_function_logs_are_json_lines_with_severity_function_and_tenant(stack: L
 
     records = handled() or wait_for(handled)
     assert all(r["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} for r in records)
-    [line] = [r for r in records if r["message"] == "inbound message handled"
-              and r.get("wa_message_id") and r["function"] == "conversation"
-              and r["tenant_id"] == stack.info["demo"]["tenant_id"]][-1:]
+    [line] = [
+        r
+        for r in records
+        if r["message"] == "inbound message handled"
+        and r.get("wa_message_id")
+        and r["function"] == "conversation"
+        and r["tenant_id"] == stack.info["demo"]["tenant_id"]
+    ][-1:]
     assert line["time"]
     senders = [r for r in records if r["function"] == "message-sender"]
     assert senders
-    assert all(r["tenant_id"] == stack.info["demo"]["tenant_id"] for r in senders if r["message"].startswith("task"))
+    assert all(
+        r["tenant_id"] == stack.info["demo"]["tenant_id"] for r in senders if r["message"].startswith("task")
+    )
 
 
 def test_secrets_never_reach_the_logs(stack: LocalStack) -> None:

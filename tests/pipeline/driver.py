@@ -88,15 +88,23 @@ class Meta:
         self.phone_number_id: str = info["demo"]["phone_number_id"]
         self.http = requests.Session()
 
-    def deliver(self, payload: dict[str, Any] | bytes, *, secret: str | None = None,
-                signature: str | None = None) -> requests.Response:
+    def deliver(
+        self, payload: dict[str, Any] | bytes, *, secret: str | None = None, signature: str | None = None
+    ) -> requests.Response:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json",
-                   "X-Hub-Signature-256": signature or sign(raw, secret or self.app_secret)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature or sign(raw, secret or self.app_secret),
+        }
         return self.http.post(self.webhook_url, data=raw, headers=headers, timeout=10)
 
-    def say(self, customer: dict[str, str | None], text: str, fixture_name: str = "text_phone_and_bsuid",
-            **kwargs: Any) -> str:
+    def say(
+        self,
+        customer: dict[str, str | None],
+        text: str,
+        fixture_name: str = "text_phone_and_bsuid",
+        **kwargs: Any,
+    ) -> str:
         payload, wamid = inbound(fixture_name, self.phone_number_id, customer, text=text, **kwargs)
         response = self.deliver(payload)
         assert response.status_code == 200, response.text
@@ -106,12 +114,19 @@ class Meta:
         calls = self.http.get(f"{self.graph_url}/_sim/calls", timeout=5).json()["calls"]
         return [c for c in calls if kind is None or c["kind"] == kind]
 
-    def sends_to(self, customer: dict[str, str | None], *, accepted_only: bool = True) -> list[dict[str, Any]]:
+    def sends_to(
+        self, customer: dict[str, str | None], *, accepted_only: bool = True
+    ) -> list[dict[str, Any]]:
         """Send calls addressed to this customer (by phone, or by BSUID when it has none)."""
+
         def addressed(call: dict[str, Any]) -> bool:
             body = call["body"]
-            return body.get("to") == customer.get("phone") if customer.get("phone") else \
-                body.get("recipient") == customer.get("bsuid")
+            return (
+                body.get("to") == customer.get("phone")
+                if customer.get("phone")
+                else body.get("recipient") == customer.get("bsuid")
+            )
+
         return [c for c in self.calls("send") if addressed(c) and (c["status"] == 200 or not accepted_only)]
 
     def fail_next(self, count: int, *, error_code: int | None = None, http_status: int | None = None) -> None:

@@ -24,8 +24,10 @@ from tests.pipeline.driver import Meta, inbound, new_customer, wait_for
 def customer_row(tenant: uuid.UUID, customer: dict[str, Any]) -> Customer | None:
     with tenant_session(tenant) as session:
         query = select(Customer).where(
-            (Customer.bsuid == customer["bsuid"]) if customer.get("bsuid") else
-            (Customer.phone_number == customer["phone"]))
+            (Customer.bsuid == customer["bsuid"])
+            if customer.get("bsuid")
+            else (Customer.phone_number == customer["phone"])
+        )
         return session.scalars(query).first()
 
 
@@ -34,14 +36,22 @@ def conversations_of(tenant: uuid.UUID, customer: dict[str, Any]) -> list[Conver
     if row is None:
         return []
     with tenant_session(tenant) as session:
-        return list(session.scalars(select(Conversation).where(Conversation.customer_id == row.id)
-                                    .order_by(Conversation.created_at)))
+        return list(
+            session.scalars(
+                select(Conversation)
+                .where(Conversation.customer_id == row.id)
+                .order_by(Conversation.created_at)
+            )
+        )
 
 
 def messages_of(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message]:
     with tenant_session(tenant) as session:
-        return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
-                                    .order_by(Message.created_at)))
+        return list(
+            session.scalars(
+                select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at)
+            )
+        )
 
 
 def settled(meta: Meta, customer: dict[str, Any], count: int, quiet: float = 1.5) -> list[dict[str, Any]]:
@@ -120,7 +130,9 @@ def test_same_message_in_two_concurrent_workers_gives_one_reply(meta: Meta, demo
     assert len(sends) == 1
 
 
-def test_a_burst_is_answered_in_order_and_every_message_exactly_once(meta: Meta, demo_tenant: uuid.UUID) -> None:
+def test_a_burst_is_answered_in_order_and_every_message_exactly_once(
+    meta: Meta, demo_tenant: uuid.UUID
+) -> None:
     customer = new_customer()
     now = time.time()
     texts = ["halo", "mau pesan kopi susu gula aren", "2 gelas ya, diantar ke kemang"]
@@ -171,7 +183,9 @@ def test_phone_and_bsuid_seen_together_later_are_linked(meta: Meta, demo_tenant:
     meta.say(phone_only, "hello")
     settled(meta, customer, 1)
     meta.say(customer, "hello again")
-    wait_for(lambda: (row := customer_row(demo_tenant, customer)) is not None and row.bsuid == customer["bsuid"])
+    wait_for(
+        lambda: (row := customer_row(demo_tenant, customer)) is not None and row.bsuid == customer["bsuid"]
+    )
     [conversation] = conversations_of(demo_tenant, customer)  # one customer, one conversation
     assert len([m for m in messages_of(demo_tenant, conversation.id) if m.direction == "inbound"]) == 2
 
@@ -187,7 +201,9 @@ def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUI
     value.pop("contacts")  # system messages carry no contacts array
     value["messages"][0]["system"] = {
         "body": f"User Rina changed from {customer['phone']} to {moved['phone']}",
-        "wa_id": moved["phone"], "user_id": moved["bsuid"], "previous_user_id": customer["bsuid"],
+        "wa_id": moved["phone"],
+        "user_id": moved["bsuid"],
+        "previous_user_id": customer["bsuid"],
         "type": "user_changed_number",
     }
     assert meta.deliver(payload).status_code == 200
@@ -209,4 +225,6 @@ def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tena
     [conversation] = conversations_of(demo_tenant, customer)
     assert conversation.last_customer_message_at == datetime.fromtimestamp(sent_at, UTC)
     assert conversations.window_open(conversation)
-    assert not conversations.window_open(conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC))
+    assert not conversations.window_open(
+        conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC)
+    )

@@ -40,12 +40,15 @@ def handoff_events(stack: object) -> Iterator[list[dict[str, object]]]:
     subscriber.delete_subscription(subscription=name)
 
 
-@pytest.mark.parametrize(("text", "language_word"), [
-    ("saya mau bicara dengan manusia", "staf"),
-    ("Can I talk to a person please?", "team"),
-    ("mau komplain, pesanan saya salah", "staf"),
-    ("minta CS dong", "staf"),
-])
+@pytest.mark.parametrize(
+    ("text", "language_word"),
+    [
+        ("saya mau bicara dengan manusia", "staf"),
+        ("Can I talk to a person please?", "team"),
+        ("mau komplain, pesanan saya salah", "staf"),
+        ("minta CS dong", "staf"),
+    ],
+)
 def test_asking_for_a_person_hands_off_in_both_languages(
     meta: Meta, demo_tenant: uuid.UUID, handoff_events: list[dict[str, object]], text: str, language_word: str
 ) -> None:
@@ -89,7 +92,9 @@ def test_a_resolved_conversation_does_not_loop_back_into_handoff(meta: Meta, dem
     meta.say(customer, "saya mau bicara dengan manusia")
     settled(meta, customer, 1)
     [first] = conversations_of(demo_tenant, customer)
-    conversations.queue_agent_message(demo_tenant, first.id, "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
+    conversations.queue_agent_message(
+        demo_tenant, first.id, "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?"
+    )
     settled(meta, customer, 2)
     assert conversations.resolve(demo_tenant, first.id)
     meta.say(customer, "terima kasih, sudah beres")
@@ -106,9 +111,19 @@ def test_three_unsure_ai_replies_among_the_last_six_hand_off(meta: Meta, demo_te
     [conversation] = conversations_of(demo_tenant, customer)
     with tenant_session(demo_tenant) as session:  # the AI's recent answers, as the LLM would record them
         for confidence in (0.2, 0.9, 0.3, 0.1):
-            session.add(Message(tenant_id=demo_tenant, conversation_id=conversation.id,
-                                outlet_id=conversation.outlet_id, direction="outbound", sender_type="llm",
-                                type="text", body="…", status="read", confidence=confidence))
+            session.add(
+                Message(
+                    tenant_id=demo_tenant,
+                    conversation_id=conversation.id,
+                    outlet_id=conversation.outlet_id,
+                    direction="outbound",
+                    sender_type="llm",
+                    type="text",
+                    body="…",
+                    status="read",
+                    confidence=confidence,
+                )
+            )
     meta.say(customer, "so do you deliver or not?")
     wait_for(lambda: conversations_of(demo_tenant, customer)[0].status == "handed_off" or None)
     [conversation] = conversations_of(demo_tenant, customer)

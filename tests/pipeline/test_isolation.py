@@ -27,24 +27,36 @@ def other_tenant(stack: LocalStack) -> dict[str, str]:
     tenant_id = platform.create_tenant("Roti Bakar 88", f"roti-bakar-{suffix}", default_language="id")
     phone_number_id = str(uuid.uuid4().int)[:15]
     with tenant_session(tenant_id) as session:
-        outlet = Outlet(tenant_id=tenant_id, name="Roti Bakar 88 Depok", phone_number_id=phone_number_id,
-                        display_phone_number="+62 812-0000-8888", waba_id="20000000000001",
-                        access_token_ciphertext=encrypt_access_token("EAAG-other-tenant-token"))
+        outlet = Outlet(
+            tenant_id=tenant_id,
+            name="Roti Bakar 88 Depok",
+            phone_number_id=phone_number_id,
+            display_phone_number="+62 812-0000-8888",
+            waba_id="20000000000001",
+            access_token_ciphertext=encrypt_access_token("EAAG-other-tenant-token"),
+        )
         kb = KnowledgeBase(tenant_id=tenant_id, name="Menu roti")
         session.add_all([outlet, kb])
         session.flush()
-        return {"tenant_id": str(tenant_id), "phone_number_id": phone_number_id,
-                "outlet_id": str(outlet.id), "knowledge_base_id": str(kb.id)}
+        return {
+            "tenant_id": str(tenant_id),
+            "phone_number_id": phone_number_id,
+            "outlet_id": str(outlet.id),
+            "knowledge_base_id": str(kb.id),
+        }
 
 
-def test_each_outlets_messages_land_with_its_own_tenant(meta: Meta, demo_tenant: uuid.UUID,
-                                                        other_tenant: dict[str, str]) -> None:
+def test_each_outlets_messages_land_with_its_own_tenant(
+    meta: Meta, demo_tenant: uuid.UUID, other_tenant: dict[str, str]
+) -> None:
     other = uuid.UUID(other_tenant["tenant_id"])
     customer = new_customer()  # the same person writes to both businesses
-    payload, _ = inbound("text_phone_and_bsuid", other_tenant["phone_number_id"], customer, text="ada roti cokelat?")
+    payload, _ = inbound(
+        "text_phone_and_bsuid", other_tenant["phone_number_id"], customer, text="ada roti cokelat?"
+    )
     assert meta.deliver(payload).status_code == 200
     meta.say(customer, "halo, kopi susu ada?")
-    wait_for(lambda: conversations_of(other, customer) and conversations_of(demo_tenant, customer) or None)
+    wait_for(lambda: (conversations_of(other, customer) and conversations_of(demo_tenant, customer)) or None)
     [theirs] = conversations_of(other, customer)
     [ours] = conversations_of(demo_tenant, customer)
     assert theirs.id != ours.id
@@ -53,8 +65,9 @@ def test_each_outlets_messages_land_with_its_own_tenant(meta: Meta, demo_tenant:
     assert phone_numbers == sorted([other_tenant["phone_number_id"], meta.phone_number_id])
 
 
-def test_a_tenant_cannot_see_or_touch_another_tenants_conversation(demo_tenant: uuid.UUID,
-                                                                     other_tenant: dict[str, str]) -> None:
+def test_a_tenant_cannot_see_or_touch_another_tenants_conversation(
+    demo_tenant: uuid.UUID, other_tenant: dict[str, str]
+) -> None:
     other = uuid.UUID(other_tenant["tenant_id"])
     with tenant_session(other) as session:
         their_ids = set(session.scalars(select(Conversation.id)))
@@ -73,7 +86,8 @@ def test_a_tenant_cannot_see_or_touch_another_tenants_conversation(demo_tenant: 
 
 
 def test_an_upload_under_another_tenants_path_is_not_registered_for_it(
-        stack: LocalStack, demo_tenant: uuid.UUID, other_tenant: dict[str, str]) -> None:
+    stack: LocalStack, demo_tenant: uuid.UUID, other_tenant: dict[str, str]
+) -> None:
     """A demo admin names the bakery's knowledge base under the demo tenant's folder."""
     name = f"tenants/{demo_tenant}/knowledge/{other_tenant['knowledge_base_id']}/stolen.txt"
     legit = f"tenants/{other_tenant['tenant_id']}/knowledge/{other_tenant['knowledge_base_id']}/roti.txt"

@@ -30,7 +30,10 @@ def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_
     customer = new_customer()
     meta.fail_next(2, error_code=131000)  # "Something went wrong": transient
     meta.say(customer, "hello")
-    wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "sent" or None, timeout=30)
+    wait_for(
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "sent") or None,
+        timeout=30,
+    )
     time.sleep(2)
     attempts = meta.sends_to(customer, accepted_only=False)
     assert [a["status"] for a in attempts] == [500, 500, 200]
@@ -41,7 +44,9 @@ def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_
     assert reply.wa_message_id == attempts[-1]["wamid"]
 
 
-def test_server_errors_and_throughput_limits_are_retried(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+def test_server_errors_and_throughput_limits_are_retried(
+    clean_failures: Meta, demo_tenant: uuid.UUID
+) -> None:
     meta = clean_failures
     customer = new_customer()
     meta.fail_next(1, http_status=503)
@@ -60,7 +65,9 @@ def test_permanent_errors_are_recorded_and_not_retried(clean_failures: Meta, dem
     customer = new_customer()
     meta.fail_next(1, error_code=131026)  # undeliverable
     meta.say(customer, "hello")
-    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "failed" and m or None)
+    reply = wait_for(
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "failed" and m) or None
+    )
     assert reply.error_code == 131026
     assert reply.error_title
     time.sleep(3)  # a retry would have happened by now (min backoff is 1 s)
@@ -73,8 +80,11 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
     settled(meta, customer, 1)
     [conversation] = conversations_of(demo_tenant, customer)
     with tenant_session(demo_tenant) as session:  # a day and a bit later
-        session.execute(update(Conversation).where(Conversation.id == conversation.id).values(
-            last_customer_message_at=datetime.now(UTC) - timedelta(hours=25)))
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id)
+            .values(last_customer_message_at=datetime.now(UTC) - timedelta(hours=25))
+        )
     message_id = conversations.queue_agent_message(demo_tenant, conversation.id, "Sorry for the late answer!")
 
     def failed() -> Message | None:
@@ -91,7 +101,9 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
 def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = new_customer()
     meta.say(customer, "hello")
-    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m or None)
+    reply = wait_for(
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None
+    )
     assert reply.sent_at is not None
     assert reply.delivered_at is not None
     assert reply.read_at is not None
@@ -100,7 +112,9 @@ def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> 
 def test_status_with_only_a_bsuid_is_matched(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = {**new_customer(), "phone": None}
     meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
-    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m or None)
+    reply = wait_for(
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None
+    )
     assert reply.read_at is not None
 
 
@@ -108,7 +122,9 @@ def test_a_task_delivered_twice_sends_once(meta: Meta, demo_tenant: uuid.UUID) -
     """Cloud Tasks is at-least-once too: the same task body arrives again after success."""
     customer = new_customer()
     meta.say(customer, "hello")
-    reply = wait_for(lambda: (m := reply_of(demo_tenant, customer)) is not None and m.status != "queued" and m or None)
+    reply = wait_for(
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status != "queued" and m) or None
+    )
     sender = meta.info["functions"]["message-sender"]
     body = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(reply.id)}
     again = requests.post(sender, json=body, timeout=10)

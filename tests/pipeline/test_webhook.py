@@ -11,15 +11,24 @@ from tests.pipeline.driver import Meta, fixture, inbound, new_customer
 
 def test_subscription_handshake_echoes_the_challenge(meta: Meta) -> None:
     token = meta.info["webhook_verify_token"]
-    ok = requests.get(meta.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": token,
-                                                "hub.challenge": "1158201444"}, timeout=5)
+    ok = requests.get(
+        meta.webhook_url,
+        params={"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "1158201444"},
+        timeout=5,
+    )
     assert ok.status_code == 200
     assert ok.text == "1158201444"
-    wrong = requests.get(meta.webhook_url, params={"hub.mode": "subscribe", "hub.verify_token": "guess",
-                                                   "hub.challenge": "1"}, timeout=5)
+    wrong = requests.get(
+        meta.webhook_url,
+        params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"},
+        timeout=5,
+    )
     assert wrong.status_code == 403
-    not_subscribe = requests.get(meta.webhook_url, params={"hub.mode": "unsubscribe", "hub.verify_token": token,
-                                                           "hub.challenge": "1"}, timeout=5)
+    not_subscribe = requests.get(
+        meta.webhook_url,
+        params={"hub.mode": "unsubscribe", "hub.verify_token": token, "hub.challenge": "1"},
+        timeout=5,
+    )
     assert not_subscribe.status_code == 403
 
 
@@ -29,7 +38,9 @@ def test_forged_or_missing_signature_is_rejected_and_nothing_is_sent(meta: Meta)
     forged = meta.deliver(payload, secret="not-the-app-secret")
     assert forged.status_code == 401
     raw = json.dumps(payload).encode()
-    missing = requests.post(meta.webhook_url, data=raw, headers={"Content-Type": "application/json"}, timeout=5)
+    missing = requests.post(
+        meta.webhook_url, data=raw, headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert missing.status_code == 401
     assert "signature" in missing.json()["error"].lower()
     assert meta.sends_to(customer) == []
