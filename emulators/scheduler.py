@@ -38,7 +38,7 @@ ATTEMPT_DEADLINE = 180.0  # Cloud Scheduler's default for HTTP targets
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """One schedule trigger; the job is named after its function, as Terraform names it."""
+    """One schedule trigger; the job is named after its function."""
 
     function: str
     cron: str

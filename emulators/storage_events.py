@@ -48,7 +48,7 @@ def declared_subscriptions(
     decl: Declaration | None = None, env: Mapping[str, str] | None = None
 ) -> list[Subscription]:
     """Every storage trigger in the declaration, its bucket named by the bucket's env var if set,
-    else by its local_name, the same resolution the functions use."""
+    else by its local_name, as the functions' settings resolve it (DOCUMENTS_BUCKET)."""
     decl = decl or declaration()
     env = os.environ if env is None else env
     subscriptions = []
