@@ -32,6 +32,8 @@ from typing import Any
 from emulators import services
 from emulators.function_host import http_functions
 from emulators.processes import Service, free_port, http_answers, start
+from shared.config import settings
+from shared.db.engine import reset_engine
 from shared.deployment import PubSubTrigger, StorageTrigger, declaration
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,8 @@ class LocalStack:
             "XDG_RUNTIME_DIR": str(state / "run"),
         }
         os.environ.update(self.env)  # this process seeds through the same clients as the functions
+        settings.cache_clear()
+        reset_engine()
 
         from emulators import seed
         from emulators.storage import ensure_buckets

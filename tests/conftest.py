@@ -43,8 +43,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("stack")
     local = LocalStack(StackOptions(state_dir=state))
     local.start()
-    settings.cache_clear()
-    reset_engine()
     try:
         yield local
     finally:
