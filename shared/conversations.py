@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 SERVICE_WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window
 STALE_AFTER = timedelta(hours=1)  # an AI answer this late would confuse more than help
 OPEN = ("active", "handed_off")
+NOT_ANSWERED = frozenset({"reaction"})  # a thumbs-up on our reply is not a question
 HANDOFF_NOTICE = {
     "en": "Got it — I'm connecting you with our team. A staff member will reply here shortly.",
     "id": "Baik, kami hubungkan dengan tim kami. Staf kami akan segera membalas di sini.",
@@ -131,7 +133,7 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         reason = _asks_for_a_person(event, tenant.settings)
         if conversation.status == "active" and reason:
             hand_off(session, tenant, conversation, reason, language_hint=[event.text_for_ai or ""])
-        if conversation.status == "handed_off":
+        if conversation.status == "handed_off" or event.type in NOT_ANSWERED:
             session.execute(update(Message).where(Message.id == message_id).values(status="processed"))
         return _Stored(conversation.id, message_id, False, conversation.status == "handed_off")
 
@@ -375,8 +377,14 @@ def window_open(conversation: Conversation, now: datetime | None = None) -> bool
     return last is not None and (now or datetime.now(UTC)) - last < SERVICE_WINDOW
 
 
-def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_limit: int = 20) -> None:
-    """Write the conversation and its latest messages to Firestore for live dashboards."""
+def mirror(
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_ids: Collection[uuid.UUID] | None = None,
+    latest: int = 5,
+) -> None:
+    """Write the conversation summary and the messages that changed (`message_ids`, or the
+    latest few) to Firestore for live dashboards."""
     with tenant_session(tenant_id) as session:
         row = session.execute(
             select(Conversation, Customer)
@@ -384,15 +392,13 @@ def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_limit: int 
             .where(Conversation.id == conversation_id)
         ).one()
         conversation, customer = row.Conversation, row.Customer
-        messages = list(
-            session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(Message.created_at.desc())
-                .limit(message_limit)
-            )
-        )
-    last = messages[0] if messages else None
+        in_conversation = select(Message).where(Message.conversation_id == conversation_id)
+        newest_first = in_conversation.order_by(Message.created_at.desc())
+        if message_ids is None:
+            messages = list(session.scalars(newest_first.limit(latest)))
+        else:
+            messages = list(session.scalars(in_conversation.where(Message.id.in_(message_ids))))
+        last = session.scalars(newest_first.limit(1)).first()
     dashboard.write(
         {
             "id": str(conversation.id),

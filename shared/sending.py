@@ -101,7 +101,7 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
         sent = message.status == "sent"
         conversation_id = message.conversation_id
     if snapshot is not None:
-        conversations.mirror(tenant_id, conversation_id)
+        conversations.mirror(tenant_id, conversation_id, [message_id])
     if sent:
         _announce(tenant_id, snapshot)
     return result

@@ -56,9 +56,9 @@ def handle_status(envelope: dict[str, Any]) -> str:
         if status.recipient.bsuid or status.recipient.phone:
             # A status may be the first payload that pairs the customer's phone with their BSUID.
             customers.resolve(session, tenant_id, status.recipient, customer.last_seen_at or status.timestamp)
-        conversation_id = conversation.id
+        conversation_id, message_id = conversation.id, message.id
     if outcome != "unchanged":
-        conversations.mirror(tenant_id, conversation_id)
+        conversations.mirror(tenant_id, conversation_id, [message_id])
     return outcome
 
 

@@ -8,7 +8,7 @@ An exception's text is built only from what Meta answered, with any secret the c
 in `redact` removed, so logging an exception can never leak an access token.
 """
 
-# ruff: noqa: N818  - classes are named after Meta's error titles, not "...Error"
+
 from __future__ import annotations
 
 import json

@@ -14,7 +14,7 @@ Events survive a JSON round trip so they can travel through Pub/Sub unchanged:
 and `event_from_json_dict` rebuilds the same dataclass.
 """
 
-# ruff: noqa: N818  - MalformedWebhook is the name callers catch; _Skip is control flow
+
 from __future__ import annotations
 
 import dataclasses

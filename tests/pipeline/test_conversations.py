@@ -228,3 +228,22 @@ def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tena
     assert not conversations.window_open(
         conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC)
     )
+
+
+def test_a_reaction_is_stored_but_not_answered(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    [reply] = settled(meta, customer, 1)
+    payload, _ = inbound("reaction", meta.phone_number_id, customer)
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["reaction"]["message_id"] = reply["wamid"]
+    assert meta.deliver(payload).status_code == 200
+    [conversation] = conversations_of(demo_tenant, customer)
+
+    def reaction() -> Message | None:
+        rows = [m for m in messages_of(demo_tenant, conversation.id) if m.type == "reaction"]
+        return rows[0] if rows and rows[0].status == "processed" else None
+
+    stored = wait_for(reaction)
+    assert stored.payload["reaction"]["emoji"] == "\N{THUMBS UP SIGN}"
+    time.sleep(1.5)
+    assert len(meta.sends_to(customer)) == 1
