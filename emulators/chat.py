@@ -40,14 +40,16 @@ class ChatError(RuntimeError):
 
 @dataclass(frozen=True)
 class Customer:
-    phone: str | None  # None: a username user, known to the business only by BSUID
+    phone: str
     bsuid: str
     name: str
+    withhold_phone: bool = False  # a username user: WhatsApp sends only the BSUID
 
     def addressed(self, send: dict[str, Any]) -> bool:
-        """Whether a Graph send call goes to this customer (by phone, else by BSUID)."""
+        """Whether a Graph send call goes to this customer. By either identity: a business that
+        learnt the number earlier still sends to it when the customer has a username now."""
         body = send.get("body") or {}
-        return body.get("to") == self.phone if self.phone else body.get("recipient") == self.bsuid
+        return body.get("to") == self.phone or body.get("recipient") == self.bsuid
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def delivery(phone_number_id: str, customer: Customer, text: str) -> tuple[bytes
     contact: dict[str, Any] = {"profile": {"name": customer.name}, "user_id": customer.bsuid}
     message: dict[str, Any] = {"from_user_id": customer.bsuid, "id": wamid,
                                "timestamp": str(int(time.time())), "type": "text", "text": {"body": text}}
-    if customer.phone:
+    if not customer.withhold_phone:
         contact["wa_id"] = message["from"] = customer.phone
     payload = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
         "field": "messages",
@@ -209,7 +211,7 @@ def interactive(chat: Chat, business: str) -> int:
                 print(PROMPT, end="", flush=True)
 
     listener = threading.Thread(target=listen, name="chat-listener", daemon=True)
-    who = chat.customer.phone or f"{chat.customer.bsuid} (no phone)"
+    who = f"{chat.customer.bsuid} (number withheld)" if chat.customer.withhold_phone else chat.customer.phone
     print(f"Chatting with {business} as {chat.customer.name}, {who}. Ctrl-D ends.", flush=True)
     listener.start()
     try:
@@ -239,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=15.0, help="seconds to wait for each reply with --say")
     args = parser.parse_args(argv)
 
-    customer = Customer(phone=None if args.no_phone else args.phone,
-                        bsuid=args.bsuid or derived_bsuid(args.phone), name=args.name)
+    customer = Customer(args.phone, args.bsuid or derived_bsuid(args.phone), args.name, args.no_phone)
     try:
         info = load_info(args.state_dir)
         business = (info.get("demo") or {}).get("tenant_name") or "business"
