@@ -32,9 +32,10 @@ from typing import Any
 from emulators import services
 from emulators.function_host import http_functions
 from emulators.processes import Service, free_port, http_answers, start
+from emulators.pubsub_push import subscription_name
 from shared.config import settings
 from shared.db.engine import reset_engine
-from shared.deployment import PubSubTrigger, StorageTrigger, declaration
+from shared.deployment import PubSubTrigger, declaration
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class LocalStack:
             "LOCAL_TOKEN_KEY": secret_values["token_key"],
             "DOCUMENTS_BUCKET": bucket,
             "XDG_RUNTIME_DIR": str(state / "run"),
+            "DB_POOL_SIZE": "16",  # one per gunicorn thread
         }
         os.environ.update(self.env)  # this process seeds through the same clients as the functions
         settings.cache_clear()
@@ -206,7 +208,16 @@ class LocalStack:
         self.services.append(
             services.start_function_host(ports["functions"], self.env, logs, self.options.function_workers)
         )
-        _wire_pubsub(functions_url)
+        _wire_pubsub()
+        self.services.append(
+            start(
+                "pubsub-push",
+                [PYTHON, "-m", "emulators.pubsub_push", "--functions-base-url", functions_url],
+                log_dir=logs,
+                env=self.env,
+                ready=lambda: True,
+            )
+        )
         self.services.append(
             start(
                 "storage-events",
@@ -296,8 +307,10 @@ class LocalStack:
         return {"app_url": urls.app_url, "admin_url": urls.admin_url}
 
 
-def _wire_pubsub(functions_url: str) -> None:
-    """Topics from the declaration, and one push subscription per Pub/Sub-triggered function."""
+def _wire_pubsub() -> None:
+    """Topics from the declaration, and one subscription per Pub/Sub-triggered function, which
+    emulators/pubsub_push.py delivers to the function as push does (the emulator's own push
+    loop sends one message at a time per subscription)."""
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
 
@@ -314,17 +327,12 @@ def _wire_pubsub(functions_url: str) -> None:
         with contextlib.suppress(AlreadyExists):
             subscriber.create_subscription(
                 request={
-                    "name": subscriber.subscription_path(PROJECT, f"{name}-push"),
+                    "name": subscriber.subscription_path(PROJECT, subscription_name(name)),
                     "topic": publisher.topic_path(PROJECT, trigger.topic),
-                    "push_config": {"push_endpoint": f"{functions_url}/{name}"},
                     "enable_message_ordering": trigger.ordering,
                     "ack_deadline_seconds": trigger.ack_deadline_seconds,
-                    "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 60}},
                 }
             )
-    for name, fn in decl.functions.items():
-        if isinstance(fn.trigger, StorageTrigger):
-            log.debug("storage trigger %s is delivered by emulators/storage_events.py", name)
 
 
 def _local_secrets(path: Path) -> dict[str, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,11 +66,10 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
     if not isinstance(event, InboundMessage):
         raise ValueError(f"unexpected event kind on the incoming topic: {type(event).__name__}")
     stored = store_inbound(tenant_id, outlet_id, event)
-    reply_id = None
+    reply_id, pending = None, stored.pending
     if not stored.handed_off:
-        reply_id = answer_waiting(tenant_id, stored.conversation_id)
-    flush_outbox(tenant_id, stored.conversation_id)
-    mirror(tenant_id, stored.conversation_id)
+        reply_id, pending = answer_waiting(tenant_id, stored.conversation_id)
+    settle(tenant_id, pending)
     log.info(
         "inbound message handled",
         extra={
@@ -86,17 +84,32 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """What a committed transaction leaves to do: queue the sends it created (again, after a
+    failure: task names make that harmless) and show the new state on the dashboard."""
+
+    tenant_id: uuid.UUID
+    queued: list[uuid.UUID]
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class _Stored:
     conversation_id: uuid.UUID
     message_id: uuid.UUID
     duplicate: bool
     handed_off: bool
+    pending: Pending
 
 
 def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMessage) -> _Stored:
     """Transaction 1: the customer, their open conversation and the message; a handoff the
     message asks for is decided here, atomically with storing it."""
     with tenant_session(tenant_id) as session:
+        existing = _stored_message(session, outlet_id, event.id)
+        if existing is not None:
+            return _duplicate(session, tenant_id, existing)
         customer = customers.resolve(session, tenant_id, event.customer, event.timestamp)
         conversation = open_conversation(session, tenant_id, outlet_id, customer.id)
         message_id = session.scalar(
@@ -117,12 +130,10 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
             .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
             .returning(Message.id)
         )
-        if message_id is None:
-            existing = session.scalars(
-                select(Message).where(Message.outlet_id == outlet_id, Message.wa_message_id == event.id)
-            ).one()
-            log.info("duplicate delivery of a stored message", extra={"wa_message_id": event.id})
-            return _Stored(existing.conversation_id, existing.id, True, conversation.status == "handed_off")
+        if message_id is None:  # a concurrent worker stored it first
+            stored = _stored_message(session, outlet_id, event.id)
+            assert stored is not None
+            return _duplicate(session, tenant_id, stored)
         if (
             conversation.last_customer_message_at is None
             or event.timestamp > conversation.last_customer_message_at
@@ -133,9 +144,32 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         reason = _asks_for_a_person(event, tenant.settings)
         if conversation.status == "active" and reason:
             hand_off(session, tenant, conversation, reason, language_hint=[event.text_for_ai or ""])
-        if conversation.status == "handed_off" or event.type in NOT_ANSWERED:
+        handed_off = conversation.status == "handed_off"
+        if handed_off or event.type in NOT_ANSWERED:
             session.execute(update(Message).where(Message.id == message_id).values(status="processed"))
-        return _Stored(conversation.id, message_id, False, conversation.status == "handed_off")
+        return _Stored(
+            conversation.id, message_id, False, handed_off, pending_after(session, tenant_id, conversation.id)
+        )
+
+
+def _stored_message(session: Session, outlet_id: uuid.UUID, wa_message_id: str) -> Message | None:
+    return session.scalars(
+        select(Message).where(Message.outlet_id == outlet_id, Message.wa_message_id == wa_message_id)
+    ).first()
+
+
+def _duplicate(session: Session, tenant_id: uuid.UUID, message: Message) -> _Stored:
+    """A redelivery: nothing new to store. It is still answered if the first delivery failed
+    before its reply was committed (the message is still `received`)."""
+    log.info("duplicate delivery of a stored message", extra={"wa_message_id": message.wa_message_id})
+    conversation = session.get_one(Conversation, message.conversation_id)
+    return _Stored(
+        conversation.id,
+        message.id,
+        True,
+        conversation.status != "active",
+        pending_after(session, tenant_id, conversation.id),
+    )
 
 
 def open_conversation(
@@ -214,67 +248,72 @@ def hand_off(
     log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
 
 
-def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
+def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> tuple[uuid.UUID | None, Pending]:
     """Transaction 2: under the conversation's lock, one reply to every waiting message.
 
     The lock is an advisory lock, not the conversation row, so that new messages can be
     stored (transaction 1) while a reply is being generated; they wait for the next reply."""
     with tenant_session(tenant_id) as session:
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31}
-        )
-        waiting = list(
-            session.scalars(
-                select(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "inbound",
-                    Message.status == "received",
-                )
-                .order_by(Message.customer_sent_at, Message.created_at)
+        reply_id = _answer(session, tenant_id, conversation_id)
+        return reply_id, pending_after(session, tenant_id, conversation_id)
+
+
+def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31}
+    )
+    waiting = list(
+        session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == "inbound",
+                Message.status == "received",
             )
+            .order_by(Message.customer_sent_at, Message.created_at)
         )
-        if not waiting:
-            return None  # answered together with an earlier message
-        for message in waiting:
-            message.status = "processed"
-        conversation = session.get_one(Conversation, conversation_id)
-        tenant = session.get_one(Tenant, tenant_id)
-        texts = [m.body for m in waiting if m.body]
-        if not _should_answer(session, tenant, conversation, waiting[-1], texts):
-            return None
-        newest = waiting[-1]
-        if tenant.settings.get("read_receipts", True):
-            send_queue.enqueue(
-                f"read-{newest.id}",
-                {
-                    "tenant_id": str(tenant_id),
-                    "kind": "read",
-                    "message_id": str(newest.id),
-                    "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
-                },
-            )
-        reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
-        session.refresh(conversation, with_for_update=True)
-        if conversation.status != "active":
-            return None  # handed off while the reply was being prepared
-        outbound = Message(
-            tenant_id=tenant_id,
-            conversation_id=conversation_id,
-            outlet_id=conversation.outlet_id,
-            direction="outbound",
-            sender_type="llm",
-            type="text",
-            body=reply.text,
-            status="queued",
-            confidence=reply.confidence,
-            answers_up_to_message_id=newest.id,
-            payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
+    )
+    if not waiting:
+        return None  # answered together with an earlier message
+    for message in waiting:
+        message.status = "processed"
+    conversation = session.get_one(Conversation, conversation_id)
+    tenant = session.get_one(Tenant, tenant_id)
+    texts = [m.body for m in waiting if m.body]
+    if not _should_answer(session, tenant, conversation, waiting[-1], texts):
+        return None
+    newest = waiting[-1]
+    if tenant.settings.get("read_receipts", True):
+        send_queue.enqueue(
+            f"read-{newest.id}",
+            {
+                "tenant_id": str(tenant_id),
+                "kind": "read",
+                "message_id": str(newest.id),
+                "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
+            },
         )
-        session.add(outbound)
-        conversation.last_message_at = func.now()
-        session.flush()
-        return outbound.id
+    reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
+    session.refresh(conversation, with_for_update=True)
+    if conversation.status != "active":
+        return None  # handed off while the reply was being prepared
+    outbound = Message(
+        tenant_id=tenant_id,
+        conversation_id=conversation_id,
+        outlet_id=conversation.outlet_id,
+        direction="outbound",
+        sender_type="llm",
+        type="text",
+        body=reply.text,
+        status="queued",
+        confidence=reply.confidence,
+        answers_up_to_message_id=newest.id,
+        payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
+    )
+    session.add(outbound)
+    conversation.last_message_at = func.now()
+    session.flush()
+    return outbound.id
 
 
 def _should_answer(
@@ -313,26 +352,31 @@ def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.Recent
     ]
 
 
-def flush_outbox(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> int:
-    """Queue a send task for every outbound message of the conversation still waiting for one.
-    Task names are the message ids, so doing this again after a failure never sends twice."""
-    with tenant_session(tenant_id) as session:
-        queued = list(
-            session.scalars(
-                select(Message.id)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "outbound",
-                    Message.status == "queued",
-                )
-                .order_by(Message.created_at)
+def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> Pending:
+    """Read, inside the transaction, what `settle` must do once it commits."""
+    queued = list(
+        session.scalars(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == "outbound",
+                Message.status == "queued",
             )
+            .order_by(Message.created_at)
         )
-    for message_id in queued:
+    )
+    conversation, messages = _snapshot(session, tenant_id, conversation_id)
+    return Pending(tenant_id, queued, conversation, messages)
+
+
+def settle(tenant_id: uuid.UUID, pending: Pending) -> None:
+    """After the commit: queue each waiting send (named after its message, so queueing it again
+    never sends twice) and update the dashboard."""
+    for message_id in pending.queued:
         send_queue.enqueue(
             f"send-{message_id}", {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)}
         )
-    return len(queued)
+    dashboard.write(pending.conversation, pending.messages)
 
 
 def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityChange) -> Outcome:
@@ -377,53 +421,55 @@ def window_open(conversation: Conversation, now: datetime | None = None) -> bool
     return last is not None and (now or datetime.now(UTC)) - last < SERVICE_WINDOW
 
 
-def mirror(
-    tenant_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    message_ids: Collection[uuid.UUID] | None = None,
-    latest: int = 5,
-) -> None:
-    """Write the conversation summary and the messages that changed (`message_ids`, or the
-    latest few) to Firestore for live dashboards."""
+def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    """Write the conversation summary and its latest messages to Firestore."""
     with tenant_session(tenant_id) as session:
-        row = session.execute(
-            select(Conversation, Customer)
-            .join(Customer, Customer.id == Conversation.customer_id)
-            .where(Conversation.id == conversation_id)
-        ).one()
-        conversation, customer = row.Conversation, row.Customer
-        in_conversation = select(Message).where(Message.conversation_id == conversation_id)
-        newest_first = in_conversation.order_by(Message.created_at.desc())
-        if message_ids is None:
-            messages = list(session.scalars(newest_first.limit(latest)))
-        else:
-            messages = list(session.scalars(in_conversation.where(Message.id.in_(message_ids))))
-        last = session.scalars(newest_first.limit(1)).first()
-    dashboard.write(
-        {
-            "id": str(conversation.id),
-            "tenant_id": str(tenant_id),
-            "outlet_id": str(conversation.outlet_id),
-            "status": conversation.status,
-            "handoff_reason": conversation.handoff_reason,
-            "customer": {
-                "id": str(customer.id),
-                "name": customer.profile_name,
-                "username": customer.username,
-                "phone": customer.phone_number,
-                "bsuid": customer.bsuid,
-            },
-            "last_message": last.body if last else None,
-            "last_message_at": conversation.last_message_at,
-            "window_expires_at": (
-                conversation.last_customer_message_at + SERVICE_WINDOW
-                if conversation.last_customer_message_at
-                else None
-            ),
-            "updated_at": conversation.updated_at,
-        },
-        [message_document(tenant_id, m) for m in messages],
+        conversation, messages = _snapshot(session, tenant_id, conversation_id)
+    dashboard.write(conversation, messages)
+
+
+def _snapshot(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, latest: int = 5
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The dashboard's view of a conversation: its summary and its latest messages."""
+    row = session.execute(
+        select(Conversation, Customer)
+        .join(Customer, Customer.id == Conversation.customer_id)
+        .where(Conversation.id == conversation_id)
+    ).one()
+    conversation, customer = row.Conversation, row.Customer
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc())
+            .limit(latest)
+        )
     )
+    last = messages[0] if messages else None
+    summary = {
+        "id": str(conversation.id),
+        "tenant_id": str(tenant_id),
+        "outlet_id": str(conversation.outlet_id),
+        "status": conversation.status,
+        "handoff_reason": conversation.handoff_reason,
+        "customer": {
+            "id": str(customer.id),
+            "name": customer.profile_name,
+            "username": customer.username,
+            "phone": customer.phone_number,
+            "bsuid": customer.bsuid,
+        },
+        "last_message": last.body if last else None,
+        "last_message_at": conversation.last_message_at,
+        "window_expires_at": (
+            conversation.last_customer_message_at + SERVICE_WINDOW
+            if conversation.last_customer_message_at
+            else None
+        ),
+        "updated_at": conversation.updated_at,
+    }
+    return summary, [message_document(tenant_id, m) for m in messages]
 
 
 def message_document(tenant_id: uuid.UUID, message: Message) -> dict[str, Any]:
@@ -528,6 +574,6 @@ def queue_agent_message(
         conversation.last_message_at = func.now()
         session.flush()
         message_id = message.id
-    flush_outbox(tenant_id, conversation_id)
-    mirror(tenant_id, conversation_id)
+        pending = pending_after(session, tenant_id, conversation_id)
+    settle(tenant_id, pending)
     return message_id

@@ -46,6 +46,17 @@ def write(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
     batch.commit()
 
 
+def write_messages(tenant_id: object, conversation_id: object, messages: Sequence[dict[str, Any]]) -> None:
+    """Update messages whose status changed, leaving the conversation summary as it is."""
+    client = _client()
+    batch = client.batch()
+    base = conversation_path(tenant_id, conversation_id)
+    for message in messages:
+        ref = client.document(f"{base}/messages/{message['id']}")
+        batch.set(ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in message.items()}, merge=True)
+    batch.commit()
+
+
 def delete_messages(tenant_id: object, messages: Sequence[tuple[object, object]]) -> None:
     """Remove purged messages (conversation id, message id) from the dashboard."""
     if not messages:

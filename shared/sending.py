@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import conversations, events, logs
+from shared import conversations, dashboard, events, logs
 from shared.access_tokens import decrypt_access_token
 from shared.config import settings
 from shared.db.models import Conversation, Customer, Message, Outlet
@@ -101,7 +101,7 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
         sent = message.status == "sent"
         conversation_id = message.conversation_id
     if snapshot is not None:
-        conversations.mirror(tenant_id, conversation_id, [message_id])
+        dashboard.write_messages(tenant_id, conversation_id, [snapshot])
     if sent:
         _announce(tenant_id, snapshot)
     return result

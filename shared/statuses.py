@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from shared import conversations, customers, logs
+from shared import conversations, customers, dashboard, logs
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import StatusUpdate, event_from_json_dict
@@ -51,15 +52,27 @@ def handle_status(envelope: dict[str, Any]) -> str:
             log.info("status for a message we did not send; dropped", extra={"wa_message_id": status.id})
             return "unknown message"
         outcome = _apply(message, status)
-        conversation = session.get_one(Conversation, message.conversation_id)
-        customer = session.get_one(Customer, conversation.customer_id)
-        if status.recipient.bsuid or status.recipient.phone:
-            # A status may be the first payload that pairs the customer's phone with their BSUID.
-            customers.resolve(session, tenant_id, status.recipient, customer.last_seen_at or status.timestamp)
-        conversation_id, message_id = conversation.id, message.id
+        _learn_identifiers(session, tenant_id, message, status)
+        snapshot = conversations.message_document(tenant_id, message)
     if outcome != "unchanged":
-        conversations.mirror(tenant_id, conversation_id, [message_id])
+        dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
     return outcome
+
+
+def _learn_identifiers(
+    session: Session, tenant_id: uuid.UUID, message: Message, status: StatusUpdate
+) -> None:
+    """A status may be the first payload that pairs the customer's phone with their BSUID."""
+    recipient = status.recipient
+    customer = session.scalars(
+        select(Customer)
+        .join(Conversation, Conversation.customer_id == Customer.id)
+        .where(Conversation.id == message.conversation_id)
+    ).one()
+    new_bsuid = recipient.bsuid is not None and recipient.bsuid != customer.bsuid
+    new_phone = recipient.phone is not None and recipient.phone != customer.phone_number
+    if new_bsuid or new_phone:
+        customers.resolve(session, tenant_id, recipient, customer.last_seen_at or status.timestamp)
 
 
 def _apply(message: Message, status: StatusUpdate) -> str:

@@ -42,8 +42,13 @@ def normalize_url(url: str) -> str:
 
 def _pool_options(cfg: Settings) -> dict[str, Any]:
     # pre_ping: Cloud SQL and idle Cloud Run instances drop connections; recycle before they do.
-    return {"pool_size": cfg.db_pool_size, "max_overflow": 2, "pool_timeout": 30,
-            "pool_recycle": 1800, "pool_pre_ping": True}
+    return {
+        "pool_size": cfg.db_pool_size,
+        "max_overflow": 2,
+        "pool_timeout": 30,
+        "pool_recycle": 1800,
+        "pool_pre_ping": True,
+    }
 
 
 def engine_for_url(url: str, **options: Any) -> Engine:

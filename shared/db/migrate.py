@@ -58,15 +58,16 @@ def next_revision_id(config: Config) -> str:
 def _admin_url() -> str:
     url = settings().database_admin_url
     if url is None:
-        raise SystemExit(
-            "DATABASE_ADMIN_URL is not set: it is the owner role's URL (scripts/dev exports it)"
-        )
+        raise SystemExit("DATABASE_ADMIN_URL is not set: it is the owner role's URL (scripts/dev exports it)")
     return url.get_secret_value()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m shared.db.migrate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.db.migrate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upgrade").add_argument("revision", nargs="?", default="head")
     commands.add_parser("downgrade").add_argument("revision")
@@ -85,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         command.current(alembic_config(_admin_url()), verbose=True)
     else:
         config = alembic_config(_admin_url() if args.autogenerate else None)
-        command.revision(config, message=args.message, autogenerate=args.autogenerate,
-                         rev_id=next_revision_id(config))
+        command.revision(
+            config, message=args.message, autogenerate=args.autogenerate, rev_id=next_revision_id(config)
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,15 @@ OPEN_CONVERSATION_STATUSES = ("active", "handed_off")
 MESSAGE_DIRECTIONS = ("inbound", "outbound")
 SENDER_TYPES = ("customer", "llm", "agent", "system")
 MESSAGE_STATUSES = (
-    "received", "processing", "processed",  # inbound
-    "queued", "sending", "sent", "delivered", "read", "failed",  # outbound
+    "received",
+    "processing",
+    "processed",  # inbound
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "read",
+    "failed",  # outbound
 )
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled")
 LEDGER_KINDS = ("topup", "charge", "refund", "adjustment")
@@ -182,12 +189,18 @@ class Customer(Base):
         UniqueConstraint("tenant_id", "id"),
         CheckConstraint("bsuid IS NOT NULL OR phone_number IS NOT NULL", name="identified"),
         Index(
-            "uq_customers_tenant_id_bsuid", "tenant_id", "bsuid",
-            unique=True, postgresql_where=text("bsuid IS NOT NULL"),
+            "uq_customers_tenant_id_bsuid",
+            "tenant_id",
+            "bsuid",
+            unique=True,
+            postgresql_where=text("bsuid IS NOT NULL"),
         ),
         Index(
-            "uq_customers_tenant_id_phone_number", "tenant_id", "phone_number",
-            unique=True, postgresql_where=text("phone_number IS NOT NULL"),
+            "uq_customers_tenant_id_phone_number",
+            "tenant_id",
+            "phone_number",
+            unique=True,
+            postgresql_where=text("phone_number IS NOT NULL"),
         ),
     )
 
@@ -214,11 +227,18 @@ class Conversation(Base):
         _tenant_fk("users", "assigned_user_id"),
         one_of("status", CONVERSATION_STATUSES),
         Index(
-            "uq_conversations_open_outlet_id_customer_id", "outlet_id", "customer_id",
-            unique=True, postgresql_where=text("status IN ('active', 'handed_off')"),
+            "uq_conversations_open_outlet_id_customer_id",
+            "outlet_id",
+            "customer_id",
+            unique=True,
+            postgresql_where=text("status IN ('active', 'handed_off')"),
         ),
-        Index("ix_conversations_tenant_id_status_last_message_at",
-              "tenant_id", "status", text("last_message_at DESC")),
+        Index(
+            "ix_conversations_tenant_id_status_last_message_at",
+            "tenant_id",
+            "status",
+            text("last_message_at DESC"),
+        ),
         Index("ix_conversations_customer_id", "customer_id"),
     )
 

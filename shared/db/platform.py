@@ -42,8 +42,10 @@ def outlet_for_phone_number(phone_number_id: str, *, engine: Engine | None = Non
     """Route a webhook by Meta's phone_number_id; None for a number no tenant has registered."""
     with (engine or get_engine()).begin() as connection:
         row = connection.execute(
-            text("SELECT tenant_id, outlet_id, tenant_status, outlet_status "
-                 "FROM platform_outlet_for_phone_number(:phone_number_id)"),
+            text(
+                "SELECT tenant_id, outlet_id, tenant_status, outlet_status "
+                "FROM platform_outlet_for_phone_number(:phone_number_id)"
+            ),
             {"phone_number_id": phone_number_id},
         ).one_or_none()
     return None if row is None else OutletRoute(*row)
@@ -53,8 +55,10 @@ def user_for_firebase_uid(firebase_uid: str, *, engine: Engine | None = None) ->
     """Find the tenant of a signed-in staff member; None for a Firebase user we do not know."""
     with (engine or get_engine()).begin() as connection:
         row = connection.execute(
-            text("SELECT tenant_id, user_id, role, outlet_id, tenant_status "
-                 "FROM platform_user_for_firebase_uid(:firebase_uid)"),
+            text(
+                "SELECT tenant_id, user_id, role, outlet_id, tenant_status "
+                "FROM platform_user_for_firebase_uid(:firebase_uid)"
+            ),
             {"firebase_uid": firebase_uid},
         ).one_or_none()
     return None if row is None else UserRoute(*row)
@@ -84,6 +88,8 @@ def create_tenant(
 def tenant_ids(status: str | None = None, *, engine: Engine | None = None) -> list[uuid.UUID]:
     """Every tenant's id (or those with `status`), for jobs that then work per tenant."""
     with (engine or get_engine()).begin() as connection:
-        return list(connection.execute(
-            text("SELECT * FROM platform_tenant_ids(:status)"), {"status": status}
-        ).scalars())
+        return list(
+            connection.execute(
+                text("SELECT * FROM platform_tenant_ids(:status)"), {"status": status}
+            ).scalars()
+        )

@@ -8,7 +8,6 @@ An exception's text is built only from what Meta answered, with any secret the c
 in `redact` removed, so logging an exception can never leak an access token.
 """
 
-
 from __future__ import annotations
 
 import json

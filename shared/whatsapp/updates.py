@@ -14,7 +14,6 @@ Events survive a JSON round trip so they can travel through Pub/Sub unchanged:
 and `event_from_json_dict` rebuilds the same dataclass.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

@@ -156,8 +156,10 @@ def _one_of(table: str, column: str, *values: str) -> sa.CheckConstraint:
 def _tenant_fk(table: str, column: str, parent: str, ondelete: str | None = None) -> sa.ForeignKeyConstraint:
     """(tenant_id, column) -> parent(tenant_id, id): a reference that cannot cross tenants."""
     return sa.ForeignKeyConstraint(
-        ["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"],
-        name=f"fk_{table}_tenant_id_{column}_{parent}", ondelete=ondelete,
+        ["tenant_id", column],
+        [f"{parent}.tenant_id", f"{parent}.id"],
+        name=f"fk_{table}_tenant_id_{column}_{parent}",
+        ondelete=ondelete,
     )
 
 
@@ -231,12 +233,18 @@ def _create_tables() -> None:
         ),
     )
     op.create_index(
-        "uq_customers_tenant_id_bsuid", "customers", ["tenant_id", "bsuid"],
-        unique=True, postgresql_where=sa.text("bsuid IS NOT NULL"),
+        "uq_customers_tenant_id_bsuid",
+        "customers",
+        ["tenant_id", "bsuid"],
+        unique=True,
+        postgresql_where=sa.text("bsuid IS NOT NULL"),
     )
     op.create_index(
-        "uq_customers_tenant_id_phone_number", "customers", ["tenant_id", "phone_number"],
-        unique=True, postgresql_where=sa.text("phone_number IS NOT NULL"),
+        "uq_customers_tenant_id_phone_number",
+        "customers",
+        ["tenant_id", "phone_number"],
+        unique=True,
+        postgresql_where=sa.text("phone_number IS NOT NULL"),
     )
     op.create_table(
         "conversations",
@@ -262,11 +270,15 @@ def _create_tables() -> None:
         _one_of("conversations", "status", "active", "handed_off", "resolved", "expired"),
     )
     op.create_index(
-        "uq_conversations_open_outlet_id_customer_id", "conversations", ["outlet_id", "customer_id"],
-        unique=True, postgresql_where=sa.text("status IN ('active', 'handed_off')"),
+        "uq_conversations_open_outlet_id_customer_id",
+        "conversations",
+        ["outlet_id", "customer_id"],
+        unique=True,
+        postgresql_where=sa.text("status IN ('active', 'handed_off')"),
     )
     op.create_index(
-        "ix_conversations_tenant_id_status_last_message_at", "conversations",
+        "ix_conversations_tenant_id_status_last_message_at",
+        "conversations",
         ["tenant_id", "status", sa.text("last_message_at DESC")],
     )
     op.create_index("ix_conversations_customer_id", "conversations", ["customer_id"])
@@ -302,8 +314,17 @@ def _create_tables() -> None:
         _one_of("messages", "direction", "inbound", "outbound"),
         _one_of("messages", "sender_type", "customer", "llm", "agent", "system"),
         _one_of(
-            "messages", "status", "received", "processing", "processed",
-            "queued", "sending", "sent", "delivered", "read", "failed",
+            "messages",
+            "status",
+            "received",
+            "processing",
+            "processed",
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "read",
+            "failed",
         ),
         sa.CheckConstraint(
             "(direction = 'inbound') = (sender_type = 'customer')", name=op.f("ck_messages_sender_direction")
