@@ -40,9 +40,15 @@ from shared.db.tenancy import tenant_session
 from shared.whatsapp.signature import sign
 
 TEXTS = (  # none of them asks for a person: every message should get an AI reply
-    "halo kak, selamat pagi", "jam berapa buka hari ini?", "ada kopi susu gula aren?",
-    "berapa harganya yang ukuran besar?", "bisa diantar ke Kemang?", "oke, terima kasih ya",
-    "Hi, do you have oat milk?", "what time do you close tonight?", "is there wifi?",
+    "halo kak, selamat pagi",
+    "jam berapa buka hari ini?",
+    "ada kopi susu gula aren?",
+    "berapa harganya yang ukuran besar?",
+    "bisa diantar ke Kemang?",
+    "oke, terima kasih ya",
+    "Hi, do you have oat milk?",
+    "what time do you close tonight?",
+    "is there wifi?",
     "can I order for pickup at 3pm?",
 )
 MIN_GAP, MAX_GAP = 1.0, 3.0  # seconds between two messages of one customer
@@ -147,8 +153,9 @@ class Load:
         item.ack_ms = (time.perf_counter() - before) * 1000
         item.http_status = answer.status_code
 
-    def run(self, schedule: list[tuple[float, int]], phone_base: int, rng: random.Random,
-            threads: int) -> list[Delivery]:
+    def run(
+        self, schedule: list[tuple[float, int]], phone_base: int, rng: random.Random, threads: int
+    ) -> list[Delivery]:
         items = [Delivery("", str(phone_base + conv), conv, offset) for offset, conv in schedule]
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="meta") as pool:
             started = time.monotonic()
@@ -171,11 +178,17 @@ class Outcome:
 
 
 def observe(info: dict[str, Any], items: list[Delivery]) -> Outcome:
-    calls = requests.get(f"{info['whatsapp_simulator']}/_sim/calls", timeout=30,
-                         params={"phone_number_id": info["demo"]["phone_number_id"]}).json()["calls"]
+    calls = requests.get(
+        f"{info['whatsapp_simulator']}/_sim/calls",
+        timeout=30,
+        params={"phone_number_id": info["demo"]["phone_number_id"]},
+    ).json()["calls"]
     phones = {item.phone for item in items}
-    accepted = {c["wamid"]: datetime.fromisoformat(c["time"]).timestamp() for c in calls
-                if c["kind"] == "send" and c["status"] == 200 and (c["body"] or {}).get("to") in phones}
+    accepted = {
+        c["wamid"]: datetime.fromisoformat(c["time"]).timestamp()
+        for c in calls
+        if c["kind"] == "send" and c["status"] == 200 and (c["body"] or {}).get("to") in phones
+    }
     with tenant_session(uuid.UUID(info["demo"]["tenant_id"])) as session:
         columns = (Message.id, Message.direction, Message.wa_message_id, Message.payload)
         rows = session.execute(select(*columns)).all()
@@ -221,14 +234,12 @@ def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> f
     return 100 * (after[0] - before[0]) / (after[1] - before[1])
 
 
-def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float,
-           cpu_busy: float | None) -> Report:
+def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float, cpu_busy: float | None) -> Report:
     acked = [item for item in items if item.http_status == 200]
     first = min(item.sent_at for item in items)
     last = max(item.sent_at for item in items)
     window = last - first + 1 / rate  # each message stands for one interval of the schedule
-    answered = {item.wamid: min(outcome.reply_times[item.wamid]) for item in acked
-                if item.wamid in outcome.reply_times}
+    answered = {item.wamid: min(outcome.reply_times[item.wamid]) for item in acked if item.wamid in outcome.reply_times}
     in_time = {wamid for wamid, at in answered.items() if at <= last + DRAIN}
     per_conversation: dict[int, list[str]] = {}
     for item in items:
@@ -238,14 +249,24 @@ def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float
     ack = [item.ack_ms for item in items if item.ack_ms is not None]
     twice = sum(len(times) - 1 for wamid, times in outcome.reply_times.items() if wamid and len(times) > 1)
     result = Report(
-        duration=duration, rate=rate, conversations=len(per_conversation), conversations_answered=whole,
+        duration=duration,
+        rate=rate,
+        conversations=len(per_conversation),
+        conversations_answered=whole,
         messages=len(items),
-        acknowledged=len(acked), webhook_errors=len(items) - len(acked),
-        ack_p50_ms=percentile(ack, 50), ack_p99_ms=percentile(ack, 99),
-        e2e_p50_s=percentile(e2e, 50), e2e_p95_s=percentile(e2e, 95),
-        offered_msg_per_s=len(acked) / window, sustained_msg_per_s=len(in_time) / window,
-        conversations_per_s=whole / window, replies=outcome.replies, coalesced_replies=outcome.coalesced,
-        lost=len(items) - len(answered), duplicated=twice + outcome.orphan_sends,
+        acknowledged=len(acked),
+        webhook_errors=len(items) - len(acked),
+        ack_p50_ms=percentile(ack, 50),
+        ack_p99_ms=percentile(ack, 99),
+        e2e_p50_s=percentile(e2e, 50),
+        e2e_p95_s=percentile(e2e, 95),
+        offered_msg_per_s=len(acked) / window,
+        sustained_msg_per_s=len(in_time) / window,
+        conversations_per_s=whole / window,
+        replies=outcome.replies,
+        coalesced_replies=outcome.coalesced,
+        lost=len(items) - len(answered),
+        duplicated=twice + outcome.orphan_sends,
         client_lag_p99_ms=(percentile([item.lag for item in items], 99) or 0.0) * 1000,
         machine_cpu_busy_pct=cpu_busy,
     )
@@ -273,19 +294,29 @@ def print_report(r: Report, workers: int) -> None:
         ("end-to-end p95", ms(r.e2e_p95_s, 1000), "< 1 s", verdict("e2e p95 < 1 s")),
         ("messages sent / acknowledged", f"{r.messages} / {r.acknowledged}", "", ""),
         ("offered rate", f"{r.offered_msg_per_s:.2f} msg/s", "", ""),
-        (f"sustained rate (answered <= {DRAIN:g} s after the load)", f"{r.sustained_msg_per_s:.2f} msg/s",
-         ">= 20 msg/s", verdict(">= 20 msg/s")),
+        (
+            f"sustained rate (answered <= {DRAIN:g} s after the load)",
+            f"{r.sustained_msg_per_s:.2f} msg/s",
+            ">= 20 msg/s",
+            verdict(">= 20 msg/s"),
+        ),
         ("conversations fully answered / started", f"{r.conversations_answered} / {r.conversations}", "", ""),
         ("conversations per second (fully answered)", f"{r.conversations_per_s:.2f}/s", "", ""),
         ("replies (of which coalesced)", f"{r.replies} ({r.coalesced_replies})", "", ""),
         ("lost replies (incl. webhook errors)", f"{r.lost} ({r.webhook_errors})", "0", verdict("lost 0")),
         ("duplicated replies", str(r.duplicated), "0", verdict("duplicated 0")),
         ("client send lag p99", f"{r.client_lag_p99_ms:.1f} ms", "", ""),
-        ("machine CPU busy during the load", "-" if r.machine_cpu_busy_pct is None
-         else f"{r.machine_cpu_busy_pct:.0f} %", "", ""),
+        (
+            "machine CPU busy during the load",
+            "-" if r.machine_cpu_busy_pct is None else f"{r.machine_cpu_busy_pct:.0f} %",
+            "",
+            "",
+        ),
     ]
-    print(f"\npipeline benchmark: {r.duration:g} s at {r.rate:g} msg/s, {r.conversations} conversations, "
-          f"function host {workers} gunicorn workers")
+    print(
+        f"\npipeline benchmark: {r.duration:g} s at {r.rate:g} msg/s, {r.conversations} conversations, "
+        f"function host {workers} gunicorn workers"
+    )
     for name, value, target, result in rows:
         print(f"  {name:52} {value:>18}  {target:>11}  {result}")
     if r.client_lag_p99_ms > 100:
@@ -294,8 +325,9 @@ def print_report(r: Report, workers: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--rate", type=float, default=20.0, help="customer messages per second (default 20)")
     parser.add_argument("--customers", type=int, default=200, help="conversations over the run (default 200)")

@@ -77,16 +77,37 @@ def delivery(phone_number_id: str, customer: Customer, text: str) -> tuple[bytes
     """The raw body Meta posts for one text message, and the message's wamid."""
     wamid = f"wamid.CHAT{uuid.uuid4().hex.upper()}"
     contact: dict[str, Any] = {"profile": {"name": customer.name}, "user_id": customer.bsuid}
-    message: dict[str, Any] = {"from_user_id": customer.bsuid, "id": wamid,
-                               "timestamp": str(int(time.time())), "type": "text", "text": {"body": text}}
+    message: dict[str, Any] = {
+        "from_user_id": customer.bsuid,
+        "id": wamid,
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": text},
+    }
     if not customer.withhold_phone:
         contact["wa_id"] = message["from"] = customer.phone
-    payload = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
-        "field": "messages",
-        "value": {"messaging_product": "whatsapp",
-                  "metadata": {"display_phone_number": "6281110002000", "phone_number_id": phone_number_id},
-                  "contacts": [contact], "messages": [message]},
-    }]}]}
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "6281110002000",
+                                "phone_number_id": phone_number_id,
+                            },
+                            "contacts": [contact],
+                            "messages": [message],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
     return json.dumps(payload).encode(), wamid
 
 
@@ -120,7 +141,7 @@ class Chat:
         calls = self._calls()
         if len(calls) < self.cursor:  # someone cleared the record
             self.cursor = 0
-        fresh, self.cursor = calls[self.cursor:], len(calls)
+        fresh, self.cursor = calls[self.cursor :], len(calls)
         events = []
         for call in (c for c in fresh if c["status"] == 200):
             body = call.get("body") or {}
@@ -132,8 +153,7 @@ class Chat:
 
     def _calls(self) -> list[dict[str, Any]]:
         try:
-            answer = self.http.get(self.calls_url, params={"phone_number_id": self.phone_number_id},
-                                   timeout=10)
+            answer = self.http.get(self.calls_url, params={"phone_number_id": self.phone_number_id}, timeout=10)
             answer.raise_for_status()
         except requests.RequestException as exc:
             raise ChatError(f"the WhatsApp simulator at {self.calls_url} does not answer: {exc}") from exc
@@ -228,16 +248,20 @@ def interactive(chat: Chat, business: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/chat", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".local",
-                        help="where scripts/dev wrote dev.json (default .local/)")
+    parser = argparse.ArgumentParser(
+        prog="scripts/chat", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=REPO_ROOT / ".local",
+        help="where scripts/dev wrote dev.json (default .local/)",
+    )
     parser.add_argument("--phone", default=DEFAULT_PHONE, help="the customer's number (default %(default)s)")
     parser.add_argument("--bsuid", help="the customer's business-scoped user id (default: from --phone)")
     parser.add_argument("--no-phone", action="store_true", help="a username user: only the BSUID is sent")
     parser.add_argument("--name", default="Budi", help="the customer's WhatsApp profile name")
-    parser.add_argument("--say", action="append", metavar="TEXT",
-                        help="send this line (repeatable); no prompt")
+    parser.add_argument("--say", action="append", metavar="TEXT", help="send this line (repeatable); no prompt")
     parser.add_argument("--wait", type=float, default=15.0, help="seconds to wait for each reply with --say")
     args = parser.parse_args(argv)
 

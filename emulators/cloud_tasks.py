@@ -311,9 +311,7 @@ class QueueDispatcher:
             else:
                 delay = self.config.backoff_after(count)
                 task.schedule_time = attempt.response_time + delay
-                logger.info(
-                    "task %s attempt %d failed (%s); retry in %.3gs", task.name, count, outcome, delay
-                )
+                logger.info("task %s attempt %d failed (%s); retry in %.3gs", task.name, count, outcome, delay)
                 self.schedule(task)
                 return
             self._finished.append(task)
@@ -417,9 +415,7 @@ class CloudTasksServer:
                 raise ApiError(409, "ALREADY_EXISTS", f"Requested entity already exists: {task.name}")
             self._tasks[task.name] = task
             dispatcher.schedule(task)
-        logger.info(
-            "task %s created for %s at %s", task.name, task.url, _format_timestamp(task.schedule_time)
-        )
+        logger.info("task %s created for %s at %s", task.name, task.url, _format_timestamp(task.schedule_time))
         return _json(task.resource(view, enums_as_ints))
 
     def _list_tasks(self, dispatcher: QueueDispatcher, request: Request, enums_as_ints: bool) -> Response:
@@ -431,11 +427,7 @@ class CloudTasksServer:
     def _task_from_json(self, dispatcher: QueueDispatcher, body: dict[str, Any], now: float) -> Task:
         name = body.get("name") or f"{dispatcher.path}/tasks/{secrets.randbelow(10**19):019d}"
         prefix = f"{dispatcher.path}/tasks/"
-        if (
-            not isinstance(name, str)
-            or not name.startswith(prefix)
-            or not _TASK_ID.match(name[len(prefix) :])
-        ):
+        if not isinstance(name, str) or not name.startswith(prefix) or not _TASK_ID.match(name[len(prefix) :]):
             _invalid(f"task name must be {prefix}TASK_ID (letters, digits, '-' or '_'): {name!r}")
         http = body.get("httpRequest")
         if not isinstance(http, dict):

@@ -71,8 +71,7 @@ def _print_summary(stack: LocalStack, seconds: float) -> None:
             "",
             f"  Demo tenant            {demo.get('tenant_name')} ({demo.get('tenant_id')})",
             f"  Demo outlet            phone_number_id {demo.get('phone_number_id')}",
-            "  Staff logins           "
-            + ", ".join(f"{u['email']} ({u['role']})" for u in demo.get("users", [])),
+            "  Staff logins           " + ", ".join(f"{u['email']} ({u['role']})" for u in demo.get("users", [])),
         ]
     lines += [
         "",

@@ -72,7 +72,7 @@ def _deliver(url: str, subscription: str, message: Any) -> None:
 class PushDispatcher:
     """One streaming pull per Pub/Sub-triggered function, pushing to `{base}/{function}`."""
 
-    def __init__(self, functions_base_url: str, concurrency: int = 32) -> None:
+    def __init__(self, functions_base_url: str, concurrency: int = 8) -> None:
         self.base = functions_base_url.rstrip("/")
         self.concurrency = concurrency
         self._futures: list[Any] = []
@@ -104,11 +104,9 @@ class PushDispatcher:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--functions-base-url", required=True)
-    parser.add_argument("--concurrency", type=int, default=32, help="deliveries in flight per subscription")
+    parser.add_argument("--concurrency", type=int, default=8, help="deliveries in flight per subscription")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

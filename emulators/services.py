@@ -46,9 +46,7 @@ def _sdk_platform() -> Path:
 
 def _require_java() -> None:
     if not shutil.which("java"):
-        raise MissingTool(
-            "Java 17+ runs the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless"
-        )
+        raise MissingTool("Java 17+ runs the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless")
 
 
 def pubsub_emulator_command(port: int) -> list[str]:
@@ -176,15 +174,13 @@ def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: 
         "--workers",
         str(workers),
         "--threads",
-        "16",
+        "8",
         "--worker-class",
         "gthread",
         "--timeout",
         "120",
         "--graceful-timeout",
         "5",
-        "--access-logfile",
-        "-",
         "--chdir",
         str(REPO_ROOT),
         "emulators.function_host:create_host_app()",

@@ -110,10 +110,7 @@ class LocalStack:
         external_graph = os.environ.get("WHATSAPP_GRAPH_API_URL")
         graph_url = external_graph or f"http://127.0.0.1:{ports['whatsapp']}"
         webhook_url = f"{functions_url}/whatsapp-webhook"
-        bucket = (
-            os.environ.get(declaration().buckets["documents"].env)
-            or declaration().buckets["documents"].local_name
-        )
+        bucket = os.environ.get(declaration().buckets["documents"].env) or declaration().buckets["documents"].local_name
 
         from emulators.storage import start_storage_emulator
 
@@ -193,7 +190,7 @@ class LocalStack:
             "LOCAL_TOKEN_KEY": secret_values["token_key"],
             "DOCUMENTS_BUCKET": bucket,
             "XDG_RUNTIME_DIR": str(state / "run"),
-            "DB_POOL_SIZE": "16",  # one per gunicorn thread
+            "DB_POOL_SIZE": "8",  # one per gunicorn thread
         }
         os.environ.update(self.env)  # this process seeds through the same clients as the functions
         settings.cache_clear()
@@ -341,8 +338,7 @@ def _local_secrets(path: Path) -> dict[str, str]:
     defaults = {
         "app_secret": os.environ.get("WHATSAPP_APP_SECRET") or secrets.token_hex(16),
         "verify_token": os.environ.get("WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(16),
-        "token_key": os.environ.get("LOCAL_TOKEN_KEY")
-        or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "token_key": os.environ.get("LOCAL_TOKEN_KEY") or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "demo_access_token": "EAAG" + secrets.token_urlsafe(48),
     }
     for key, value in defaults.items():

@@ -44,9 +44,7 @@ class Subscription:
         return f"{self.function}:{self.bucket}"
 
 
-def declared_subscriptions(
-    decl: Declaration | None = None, env: Mapping[str, str] | None = None
-) -> list[Subscription]:
+def declared_subscriptions(decl: Declaration | None = None, env: Mapping[str, str] | None = None) -> list[Subscription]:
     """Every storage trigger in the declaration, its bucket named by the bucket's env var if set,
     else by its local_name, as the functions' settings resolve it (DOCUMENTS_BUCKET)."""
     decl = decl or declaration()
@@ -219,9 +217,7 @@ class StorageEventWatcher:
             delivery.attempts += 1
             delay = min(self.min_backoff * 2 ** (delivery.attempts - 1), self.max_backoff)
             delivery.due = time.monotonic() + delay
-            logger.warning(
-                "could not deliver %s (%s); retry %d in %.3gs", where, error, delivery.attempts, delay
-            )
+            logger.warning("could not deliver %s (%s); retry %d in %.3gs", where, error, delivery.attempts, delay)
 
     def _post(self, delivery: _Delivery) -> str | None:
         """POST the CloudEvent; None when the function accepted it, else what went wrong."""
@@ -244,9 +240,7 @@ class StorageEventWatcher:
             state = json.loads(self.state_path.read_text())
         except FileNotFoundError:
             return {}
-        return {
-            key: {name: int(g) for name, g in objects.items()} for key, objects in state["delivered"].items()
-        }
+        return {key: {name: int(g) for name, g in objects.items()} for key, objects in state["delivered"].items()}
 
     def _save_state(self) -> None:
         """Write the state atomically, so a crash mid-write cannot lose what was delivered."""

@@ -95,9 +95,7 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def graph_error(
-    code: int, message: str, details: str | None = None, http_status: int | None = None
-) -> Response:
+def graph_error(code: int, message: str, details: str | None = None, http_status: int | None = None) -> Response:
     """A Meta-shaped error answer."""
     error: dict[str, Any] = {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code}
     if details is not None:
@@ -210,16 +208,12 @@ class Simulator:
                 raise _invalid("webhook_url must be a string or null")
             if secret is not None and not isinstance(secret, str):
                 raise _invalid("app_secret must be a string")
-            if delay is not None and (
-                isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0
-            ):
+            if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
                 raise _invalid("status_delay must be a number of seconds")
             with self._lock:
                 webhook_url = (url or None) if "webhook_url" in spec else self._webhook_url
                 app_secret = (secret or None) if "app_secret" in spec else self._app_secret
-                enabled = (
-                    spec["status_webhooks"] is True if "status_webhooks" in spec else self._status_webhooks
-                )
+                enabled = spec["status_webhooks"] is True if "status_webhooks" in spec else self._status_webhooks
                 if enabled and not (webhook_url and app_secret):
                     raise _invalid("status webhooks need webhook_url and app_secret")
                 self._webhook_url, self._app_secret, self._status_webhooks = webhook_url, app_secret, enabled
@@ -267,9 +261,7 @@ class Simulator:
     ) -> tuple[Response, str | None]:
         authorization = request.headers.get("Authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[len("Bearer ") :].strip():
-            raise _AnswerError(
-                graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401)
-            )
+            raise _AnswerError(graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401))
         call["authorized"] = True
         if not isinstance(body, dict):
             raise _invalid("the request body must be a JSON object")
@@ -481,9 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status-delay", type=float, default=0.2, help="seconds between status webhooks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(
-        args.webhook_url, args.app_secret, record_path=args.record, status_delay=args.status_delay
-    )
+    app = create_app(args.webhook_url, args.app_secret, record_path=args.record, status_delay=args.status_delay)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     log.info("WhatsApp Graph API simulator listening on http://127.0.0.1:%s", server.port)
     try:

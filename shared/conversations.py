@@ -134,10 +134,7 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
             stored = _stored_message(session, outlet_id, event.id)
             assert stored is not None
             return _duplicate(session, tenant_id, stored)
-        if (
-            conversation.last_customer_message_at is None
-            or event.timestamp > conversation.last_customer_message_at
-        ):
+        if conversation.last_customer_message_at is None or event.timestamp > conversation.last_customer_message_at:
             conversation.last_customer_message_at = event.timestamp
         conversation.last_message_at = func.now()
         tenant = session.get_one(Tenant, tenant_id)
@@ -259,9 +256,7 @@ def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> tuple[uu
 
 
 def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31}
-    )
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31})
     waiting = list(
         session.scalars(
             select(Message)
@@ -353,7 +348,8 @@ def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.Recent
 
 
 def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> Pending:
-    """Read, inside the transaction, what `settle` must do once it commits."""
+    """Read, inside the transaction, what `settle` must do once it commits: every outbound
+    message still queued (also those an earlier, failed attempt left) and the dashboard view."""
     queued = list(
         session.scalars(
             select(Message.id)
@@ -365,7 +361,7 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
             .order_by(Message.created_at)
         )
     )
-    conversation, messages = _snapshot(session, tenant_id, conversation_id)
+    conversation, messages = _snapshot(session, tenant_id, conversation_id, touched_only=True)
     return Pending(tenant_id, queued, conversation, messages)
 
 
@@ -429,24 +425,24 @@ def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
 
 
 def _snapshot(
-    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, latest: int = 5
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, touched_only: bool = False
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The dashboard's view of a conversation: its summary and its latest messages."""
+    """The dashboard's view of a conversation: its summary, and its messages that this
+    transaction wrote (`updated_at` is the transaction's now()) or else the latest few."""
     row = session.execute(
         select(Conversation, Customer)
         .join(Customer, Customer.id == Conversation.customer_id)
         .where(Conversation.id == conversation_id)
     ).one()
     conversation, customer = row.Conversation, row.Customer
-    messages = list(
-        session.scalars(
-            select(Message)
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.created_at.desc())
-            .limit(latest)
-        )
-    )
-    last = messages[0] if messages else None
+    newest_first = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at.desc())
+    if touched_only:
+        messages = list(session.scalars(newest_first.where(Message.updated_at >= func.now())))
+        # The newest message is nearly always one this transaction wrote: no extra query then.
+        last = messages[0] if messages else session.scalars(newest_first.limit(1)).first()
+    else:
+        messages = list(session.scalars(newest_first.limit(5)))
+        last = messages[0] if messages else None
     summary = {
         "id": str(conversation.id),
         "tenant_id": str(tenant_id),
@@ -463,9 +459,7 @@ def _snapshot(
         "last_message": last.body if last else None,
         "last_message_at": conversation.last_message_at,
         "window_expires_at": (
-            conversation.last_customer_message_at + SERVICE_WINDOW
-            if conversation.last_customer_message_at
-            else None
+            conversation.last_customer_message_at + SERVICE_WINDOW if conversation.last_customer_message_at else None
         ),
         "updated_at": conversation.updated_at,
     }

@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -27,19 +27,18 @@ class UnidentifiedCustomer(ValueError):
 
 
 def _find(session: Session, bsuid: str | None, phone: str | None) -> tuple[Customer | None, Customer | None]:
-    by_bsuid = by_phone = None
-    if bsuid:
-        by_bsuid = session.scalars(select(Customer).where(Customer.bsuid == bsuid).with_for_update()).first()
-    if phone:
-        by_phone = session.scalars(
-            select(Customer).where(Customer.phone_number == phone).with_for_update()
-        ).first()
+    """The rows holding this BSUID and this phone (locked; one query, at most two rows)."""
+    keys = [Customer.bsuid == bsuid] if bsuid else []
+    keys += [Customer.phone_number == phone] if phone else []
+    if not keys:
+        return None, None
+    rows = list(session.scalars(select(Customer).where(or_(*keys)).with_for_update()))
+    by_bsuid = next((c for c in rows if bsuid and c.bsuid == bsuid), None)
+    by_phone = next((c for c in rows if phone and c.phone_number == phone), None)
     return by_bsuid, by_phone
 
 
-def resolve(
-    session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, seen_at: datetime
-) -> Customer:
+def resolve(session: Session, tenant_id: uuid.UUID, identity: CustomerIdentity, seen_at: datetime) -> Customer:
     """The customer this identity belongs to, created or linked as needed (inside a tenant session)."""
     if not identity.bsuid and not identity.phone:
         raise UnidentifiedCustomer("a customer needs a BSUID or a phone number")
@@ -87,9 +86,7 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
     """Fold `duplicate` into `keep`: its conversations move over, an open one of its own is
     resolved if `keep` already has one open at the same outlet. Nothing is deleted but the
     duplicate row itself."""
-    log.info(
-        "merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)}
-    )
+    log.info("merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)})
     open_of_keep = set(
         session.scalars(
             select(Conversation.outlet_id).where(
@@ -106,9 +103,7 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
         )
         .values(status="resolved", resolved_at=duplicate.last_seen_at)
     )
-    session.execute(
-        update(Conversation).where(Conversation.customer_id == duplicate.id).values(customer_id=keep.id)
-    )
+    session.execute(update(Conversation).where(Conversation.customer_id == duplicate.id).values(customer_id=keep.id))
     identifiers = CustomerIdentity(
         bsuid=duplicate.bsuid,
         parent_bsuid=duplicate.parent_bsuid,

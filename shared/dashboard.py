@@ -37,9 +37,7 @@ def write(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
     client = _client()
     batch = client.batch()
     conv_ref = client.document(conversation_path(conversation["tenant_id"], conversation["id"]))
-    batch.set(
-        conv_ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in conversation.items()}, merge=True
-    )
+    batch.set(conv_ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in conversation.items()}, merge=True)
     for message in messages:
         ref = conv_ref.collection("messages").document(str(message["id"]))
         batch.set(ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in message.items()}, merge=True)
@@ -64,7 +62,5 @@ def delete_messages(tenant_id: object, messages: Sequence[tuple[object, object]]
     client = _client()
     batch = client.batch()
     for conversation_id, message_id in messages:
-        batch.delete(
-            client.document(f"{conversation_path(tenant_id, conversation_id)}/messages/{message_id}")
-        )
+        batch.delete(client.document(f"{conversation_path(tenant_id, conversation_id)}/messages/{message_id}"))
     batch.commit()

@@ -50,9 +50,7 @@ def register(object_resource: dict[str, Any]) -> Registration:
     match = _PATH.match(name)
     if not match:
         log.warning("object outside tenants/<id>/knowledge/<kb>/; ignored", extra={"object": name})
-        return Registration(
-            None, "ignored", "object name does not follow tenants/<tenant>/knowledge/<kb>/<file>"
-        )
+        return Registration(None, "ignored", "object name does not follow tenants/<tenant>/knowledge/<kb>/<file>")
     try:
         tenant_id, kb_id = uuid.UUID(match["tenant"]), uuid.UUID(match["kb"])
     except ValueError:
@@ -83,9 +81,7 @@ def register(object_resource: dict[str, Any]) -> Registration:
                 status="failed" if problem else "uploaded",
                 error=problem,
             )
-            .on_conflict_do_nothing(
-                index_elements=[Document.bucket, Document.object_name, Document.generation]
-            )
+            .on_conflict_do_nothing(index_elements=[Document.bucket, Document.object_name, Document.generation])
             .returning(Document.id)
         )
         if document_id is None:

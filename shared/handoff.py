@@ -95,8 +95,6 @@ def too_many_low_confidence(history: Sequence[RecentMessage]) -> bool:
         since_resume.append(message)
     window = since_resume[:LOOKBACK]
     unsure = sum(
-        1
-        for m in window
-        if m.sender_type == "llm" and m.confidence is not None and m.confidence < LOW_CONFIDENCE
+        1 for m in window if m.sender_type == "llm" and m.confidence is not None and m.confidence < LOW_CONFIDENCE
     )
     return unsure >= LOW_CONFIDENCE_LIMIT

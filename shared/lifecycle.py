@@ -63,9 +63,7 @@ def purge_old_messages(now: datetime | None = None) -> int:
     for tenant_id in platform.tenant_ids():
         with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
             rows = session.execute(
-                delete(Message)
-                .where(Message.created_at < cutoff)
-                .returning(Message.id, Message.conversation_id)
+                delete(Message).where(Message.created_at < cutoff).returning(Message.id, Message.conversation_id)
             ).all()
         _forget(tenant_id, [(r.conversation_id, r.id) for r in rows])
         total += len(rows)

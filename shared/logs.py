@@ -36,9 +36,7 @@ class _CloudLoggingContext(logging.Filter):
 
 
 class _Formatter(JsonFormatter):
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
         log_data["severity"] = record.levelname
         log_data.pop("levelname", None)
@@ -52,9 +50,7 @@ def configure(function: str | None = None) -> None:
     if any(isinstance(h.formatter, _Formatter) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        _Formatter("%(levelname)s %(message)s %(name)s %(function)s %(tenant_id)s", timestamp="time")
-    )
+    handler.setFormatter(_Formatter("%(levelname)s %(message)s %(name)s %(function)s %(tenant_id)s", timestamp="time"))
     handler.addFilter(_CloudLoggingContext())
     root.handlers = [handler]
     root.setLevel(settings().log_level.upper())

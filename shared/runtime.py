@@ -74,9 +74,7 @@ def event_function(
                     return
                 handler(cloud_event)
             except Exception:
-                log.exception(
-                    "event handling failed; asking for a redelivery", extra={"event_id": cloud_event["id"]}
-                )
+                log.exception("event handling failed; asking for a redelivery", extra={"event_id": cloud_event["id"]})
                 raise
             finally:
                 logs.trace_id.reset(trace_token)

@@ -75,9 +75,7 @@ def handle_task(payload: dict[str, Any], retry_count: int, max_attempts: int) ->
 
 def _client(token: str) -> GraphClient:
     config = settings()
-    return GraphClient(
-        config.whatsapp_graph_api_url, config.whatsapp_graph_api_version, token, session=_session
-    )
+    return GraphClient(config.whatsapp_graph_api_url, config.whatsapp_graph_api_version, token, session=_session)
 
 
 def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: bool) -> TaskResult:
@@ -185,11 +183,7 @@ def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
     """Tell analytics a message went out. Best effort: the send itself already happened."""
     try:
         events.publish(
-            [
-                events.Outgoing(
-                    events.OUTGOING_MESSAGES, snapshot or {}, attributes={"tenant_id": str(tenant_id)}
-                )
-            ]
+            [events.Outgoing(events.OUTGOING_MESSAGES, snapshot or {}, attributes={"tenant_id": str(tenant_id)})]
         )
     except Exception:
         log.exception("could not publish the outgoing-message event")

@@ -59,9 +59,7 @@ def handle_status(envelope: dict[str, Any]) -> str:
     return outcome
 
 
-def _learn_identifiers(
-    session: Session, tenant_id: uuid.UUID, message: Message, status: StatusUpdate
-) -> None:
+def _learn_identifiers(session: Session, tenant_id: uuid.UUID, message: Message, status: StatusUpdate) -> None:
     """A status may be the first payload that pairs the customer's phone with their BSUID."""
     recipient = status.recipient
     customer = session.scalars(

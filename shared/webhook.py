@@ -33,6 +33,9 @@ from shared.whatsapp.updates import (
 log = logging.getLogger(__name__)
 
 ROUTE_CACHE_SECONDS = 60.0
+# The sender records `sent` when Meta accepts a message (with its id); the `sent` status that
+# follows can tell us nothing more, so it is acknowledged without a trip through Pub/Sub.
+STATUSES_WE_ALREADY_KNOW = frozenset({"sent"})
 Response = tuple[dict[str, Any] | str, int]
 
 
@@ -73,11 +76,7 @@ def verify_subscription(args: Any) -> Response:
     """Meta's handshake: echo hub.challenge when the verify token matches."""
     expected = settings().whatsapp_verify_token.get_secret_value()
     given = str(args.get("hub.verify_token", ""))
-    if (
-        args.get("hub.mode") == "subscribe"
-        and expected
-        and hmac.compare_digest(given.encode(), expected.encode())
-    ):
+    if args.get("hub.mode") == "subscribe" and expected and hmac.compare_digest(given.encode(), expected.encode()):
         return str(args.get("hub.challenge", "")), 200
     return {"error": "verification failed"}, 403
 
@@ -109,6 +108,8 @@ def receive(request: Any) -> Response:
     unknown_numbers: set[str] = set()
     received_at = datetime.now(UTC).isoformat()
     for event in batch.events:
+        if isinstance(event, StatusUpdate) and event.status in STATUSES_WE_ALREADY_KNOW:
+            continue
         route = routes.get(event.phone_number_id)
         if route is None:
             unknown_numbers.add(event.phone_number_id)

@@ -20,8 +20,22 @@ def test_say_mode_gets_the_fallback_reply_then_the_handoff_notice(
     stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     phone = f"6281{uuid.uuid4().int % 10**10:010d}"  # a customer of its own, whatever ran before
-    code = chat.main(["--state-dir", str(stack.options.state_dir), "--phone", phone, "--wait", "20",
-                      "--say", "hello", "--say", "saya mau bicara dengan manusia", "--say", "halo?"])
+    code = chat.main(
+        [
+            "--state-dir",
+            str(stack.options.state_dir),
+            "--phone",
+            phone,
+            "--wait",
+            "20",
+            "--say",
+            "hello",
+            "--say",
+            "saya mau bicara dengan manusia",
+            "--say",
+            "halo?",
+        ]
+    )
     out = capsys.readouterr().out
     fallback = generate_reply(DEMO_SETTINGS, ["hello"]).text  # the demo tenant's English fallback
     assert code == 0, out
@@ -32,8 +46,6 @@ def test_say_mode_gets_the_fallback_reply_then_the_handoff_notice(
     assert out.rstrip().endswith("(handed off: waiting for a human agent)")
 
 
-def test_without_a_running_system_it_says_to_start_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_without_a_running_system_it_says_to_start_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert chat.main(["--state-dir", str(tmp_path), "--say", "hello"]) == 1
     assert "start scripts/dev first" in capsys.readouterr().err

@@ -24,9 +24,7 @@ def id_token(stack: LocalStack, email: str, password: str = DEMO_PASSWORD) -> st
         f"http://{stack.info['firebase_auth_emulator_host']}/identitytoolkit.googleapis.com/v1/"
         "accounts:signInWithPassword?key=local-dev"
     )
-    answer = requests.post(
-        url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10
-    )
+    answer = requests.post(url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["idToken"])
 
@@ -128,8 +126,7 @@ def test_a_listener_sees_a_new_conversation_and_its_messages(stack: LocalStack) 
         conversation_id = seen[-1]["id"]
         messages = wait_for(
             lambda: (
-                list(client.collection(f"tenants/{tenant}/conversations/{conversation_id}/messages").stream())
-                or None
+                list(client.collection(f"tenants/{tenant}/conversations/{conversation_id}/messages").stream()) or None
             )
         )
         assert any((m.to_dict() or {}).get("direction") == "inbound" for m in messages)

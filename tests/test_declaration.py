@@ -78,9 +78,7 @@ def test_a_declaration_pointing_at_nothing_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationError, match="undeclared topic"):
         load_declaration(broken)
-    broken.write_text(
-        broken.read_text().replace("kind: pubsub, topic: no.such.topic", "kind: carrier_pigeon")
-    )
+    broken.write_text(broken.read_text().replace("kind: pubsub, topic: no.such.topic", "kind: carrier_pigeon"))
     with pytest.raises(ValidationError):
         load_declaration(broken)
 

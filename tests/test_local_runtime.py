@@ -54,9 +54,7 @@ def test_function_host_lists_functions_and_answers_unknown_paths_with_404(stack:
 
 def _upload(stack: LocalStack, name: str, data: bytes, content_type: str) -> None:
     client = storage.Client(project=stack.info["project"], credentials=AnonymousCredentials())
-    client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(
-        data, content_type=content_type
-    )
+    client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(data, content_type=content_type)
 
 
 def _documents(tenant: uuid.UUID) -> dict[str, Document]:
@@ -120,7 +118,6 @@ def test_function_logs_are_json_lines_with_severity_function_and_tenant(stack: L
     assert task_lines
     assert all(r["tenant_id"] for r in task_lines)
     assert any(r["tenant_id"] == stack.info["demo"]["tenant_id"] for r in task_lines)
-    )
 
 
 def test_secrets_never_reach_the_logs(stack: LocalStack) -> None:

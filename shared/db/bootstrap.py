@@ -80,9 +80,9 @@ def prepare_database(
     """Idempotently create the roles and `db_name`, migrate it to head, and return its URLs."""
     superuser = make_url(normalize_url(superuser_url))
     urls = DatabaseUrls(
-        admin_url=superuser.set(
-            username=OWNER_ROLE, password=owner_password, database=db_name
-        ).render_as_string(hide_password=False),
+        admin_url=superuser.set(username=OWNER_ROLE, password=owner_password, database=db_name).render_as_string(
+            hide_password=False
+        ),
         app_url=superuser.set(username=APP_ROLE, password=app_password, database=db_name).render_as_string(
             hide_password=False
         ),

@@ -86,9 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         command.current(alembic_config(_admin_url()), verbose=True)
     else:
         config = alembic_config(_admin_url() if args.autogenerate else None)
-        command.revision(
-            config, message=args.message, autogenerate=args.autogenerate, rev_id=next_revision_id(config)
-        )
+        command.revision(config, message=args.message, autogenerate=args.autogenerate, rev_id=next_revision_id(config))
 
 
 if __name__ == "__main__":

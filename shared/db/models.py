@@ -82,9 +82,7 @@ def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
 
 def _tenant_fk(parent: str, column: str, ondelete: str | None = None) -> ForeignKeyConstraint:
     """(tenant_id, column) -> parent(tenant_id, id): a reference that cannot cross tenants."""
-    return ForeignKeyConstraint(
-        ["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"], ondelete=ondelete
-    )
+    return ForeignKeyConstraint(["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"], ondelete=ondelete)
 
 
 class Base(DeclarativeBase):

@@ -89,7 +89,5 @@ def tenant_ids(status: str | None = None, *, engine: Engine | None = None) -> li
     """Every tenant's id (or those with `status`), for jobs that then work per tenant."""
     with (engine or get_engine()).begin() as connection:
         return list(
-            connection.execute(
-                text("SELECT * FROM platform_tenant_ids(:status)"), {"status": status}
-            ).scalars()
+            connection.execute(text("SELECT * FROM platform_tenant_ids(:status)"), {"status": status}).scalars()
         )

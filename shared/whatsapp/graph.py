@@ -70,9 +70,7 @@ class GraphClient:
         preview_url: bool = False,
     ) -> str:
         """Send a text message; returns the wamid Meta accepted it under."""
-        return self._send(
-            phone_number_id, recipient, "text", {"body": body, "preview_url": preview_url}, reply_to
-        )
+        return self._send(phone_number_id, recipient, "text", {"body": body, "preview_url": preview_url}, reply_to)
 
     def send_media(
         self,
@@ -122,9 +120,7 @@ class GraphClient:
             payload["typing_indicator"] = {"type": "text"}
         answer = self._post(phone_number_id, payload)
         if answer.get("success") is not True:
-            raise GraphError(
-                f"mark-read answered without success: {self._redact(str(answer)[:200])}", http_status=200
-            )
+            raise GraphError(f"mark-read answered without success: {self._redact(str(answer)[:200])}", http_status=200)
 
     def _send(
         self,
@@ -149,9 +145,7 @@ class GraphClient:
         wamid = first.get("id") if isinstance(first, dict) else None
         if not isinstance(wamid, str) or not wamid:
             # Accepted or not is unknown: permanent, so that a retry cannot send it twice.
-            raise GraphError(
-                f"send answered without a message id: {self._redact(str(answer)[:200])}", http_status=200
-            )
+            raise GraphError(f"send answered without a message id: {self._redact(str(answer)[:200])}", http_status=200)
         return wamid
 
     def _post(self, phone_number_id: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ and `event_from_json_dict` rebuilds the same dataclass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -559,9 +560,7 @@ def _match_contact(
     Matched by BSUID or phone; a lone entry is taken when it contradicts neither.
     """
     for contact in contacts:
-        if (bsuid and _str(contact.get("user_id")) == bsuid) or (
-            phone and _str(contact.get("wa_id")) == phone
-        ):
+        if (bsuid and _str(contact.get("user_id")) == bsuid) or (phone and _str(contact.get("wa_id")) == phone):
             return contact
     if len(contacts) == 1:
         only = contacts[0]
@@ -702,7 +701,13 @@ def _decode(tp: Any, value: Any) -> Any:
     if tp is float:
         return float(value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = get_type_hints(tp)
-        present = (f.name for f in dataclasses.fields(tp) if f.name in value)
-        return tp(**{name: _decode(hints[name], value[name]) for name in present})
+        hints = _field_types(tp)
+        return tp(**{name: _decode(hint, value[name]) for name, hint in hints.items() if name in value})
     return value
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved field annotations of a dataclass: resolving them is slow, and they never change."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

@@ -36,7 +36,7 @@ from shared.db.tenancy import tenant_session
 
 # Awkward on purpose: quoting of role passwords must survive quotes, % and colons.
 APP_PASSWORD = "app 'pw' %s :x"
-OWNER_PASSWORD = "owner \"pw\" %% :y"
+OWNER_PASSWORD = 'owner "pw" %% :y'
 
 
 def drop_database(superuser_url: str, name: str) -> None:
@@ -99,35 +99,105 @@ def seed_tenant(engine: Engine, label: str) -> TenantData:
             session.flush()
             data.rows[table] = row.id  # type: ignore[attr-defined]
 
-        add("outlets", Outlet(tenant_id=tenant_id, name=f"Outlet {label}",
-                              phone_number_id=data.phone_number_id, display_phone_number="+62 811 0000",
-                              waba_id=f"waba-{unique}", access_token_ciphertext=b"secret-" + label.encode()))
+        add(
+            "outlets",
+            Outlet(
+                tenant_id=tenant_id,
+                name=f"Outlet {label}",
+                phone_number_id=data.phone_number_id,
+                display_phone_number="+62 811 0000",
+                waba_id=f"waba-{unique}",
+                access_token_ciphertext=b"secret-" + label.encode(),
+            ),
+        )
         outlet_id = data.rows["outlets"]
-        add("users", User(tenant_id=tenant_id, firebase_uid=data.firebase_uid, email=f"{unique}@example.com",
-                          display_name=f"Agent {label}", role="agent", outlet_id=outlet_id))
-        add("customers", Customer(tenant_id=tenant_id, bsuid=f"bsuid-{unique}", phone_number="+628111111",
-                                  profile_name=f"Customer {label}"))
-        add("conversations", Conversation(tenant_id=tenant_id, outlet_id=outlet_id,
-                                          customer_id=data.rows["customers"],
-                                          assigned_user_id=data.rows["users"],
-                                          handoff_reason=f"reason {label}", last_message_at=now))
-        add("messages", Message(tenant_id=tenant_id, conversation_id=data.rows["conversations"],
-                                outlet_id=outlet_id, direction="inbound", sender_type="customer",
-                                wa_message_id=f"wamid.{unique}", type="text", body=f"hello from {label}",
-                                status="received", customer_sent_at=now))
-        add("subscriptions", Subscription(tenant_id=tenant_id, plan="basic", status="active",
-                                          monthly_message_quota=1000, current_period_start=now,
-                                          current_period_end=now + timedelta(days=30)))
-        add("usage_records", UsageRecord(tenant_id=tenant_id, period_start=date(2026, 1, 1),
-                                         metric="messages", quantity=7))
-        add("deposit_ledger", DepositLedgerEntry(tenant_id=tenant_id, amount_minor=100_000, kind="topup",
-                                                 reference=f"topup-{unique}"))
-        add("invoices", Invoice(tenant_id=tenant_id, period_start=date(2026, 1, 1),
-                                period_end=date(2026, 1, 31), amount_minor=50_000))
+        add(
+            "users",
+            User(
+                tenant_id=tenant_id,
+                firebase_uid=data.firebase_uid,
+                email=f"{unique}@example.com",
+                display_name=f"Agent {label}",
+                role="agent",
+                outlet_id=outlet_id,
+            ),
+        )
+        add(
+            "customers",
+            Customer(
+                tenant_id=tenant_id,
+                bsuid=f"bsuid-{unique}",
+                phone_number="+628111111",
+                profile_name=f"Customer {label}",
+            ),
+        )
+        add(
+            "conversations",
+            Conversation(
+                tenant_id=tenant_id,
+                outlet_id=outlet_id,
+                customer_id=data.rows["customers"],
+                assigned_user_id=data.rows["users"],
+                handoff_reason=f"reason {label}",
+                last_message_at=now,
+            ),
+        )
+        add(
+            "messages",
+            Message(
+                tenant_id=tenant_id,
+                conversation_id=data.rows["conversations"],
+                outlet_id=outlet_id,
+                direction="inbound",
+                sender_type="customer",
+                wa_message_id=f"wamid.{unique}",
+                type="text",
+                body=f"hello from {label}",
+                status="received",
+                customer_sent_at=now,
+            ),
+        )
+        add(
+            "subscriptions",
+            Subscription(
+                tenant_id=tenant_id,
+                plan="basic",
+                status="active",
+                monthly_message_quota=1000,
+                current_period_start=now,
+                current_period_end=now + timedelta(days=30),
+            ),
+        )
+        add(
+            "usage_records",
+            UsageRecord(tenant_id=tenant_id, period_start=date(2026, 1, 1), metric="messages", quantity=7),
+        )
+        add(
+            "deposit_ledger",
+            DepositLedgerEntry(tenant_id=tenant_id, amount_minor=100_000, kind="topup", reference=f"topup-{unique}"),
+        )
+        add(
+            "invoices",
+            Invoice(
+                tenant_id=tenant_id,
+                period_start=date(2026, 1, 1),
+                period_end=date(2026, 1, 31),
+                amount_minor=50_000,
+            ),
+        )
         add("knowledge_bases", KnowledgeBase(tenant_id=tenant_id, name=f"KB {label}"))
-        add("documents", Document(tenant_id=tenant_id, knowledge_base_id=data.rows["knowledge_bases"],
-                                  bucket="docs", object_name=f"{unique}/menu.pdf", generation=1,
-                                  content_type="application/pdf", size_bytes=1234))
+        add(
+            "documents",
+            Document(
+                tenant_id=tenant_id,
+                knowledge_base_id=data.rows["knowledge_bases"],
+                bucket="docs",
+                object_name=f"{unique}/menu.pdf",
+                generation=1,
+                content_type="application/pdf",
+                size_bytes=1234,
+            ),
+        )
         add("audit_log", AuditLogEntry(tenant_id=tenant_id, actor_type="system", action="tenant.seeded"))
     return data
 

@@ -13,9 +13,17 @@ from shared.db.tenancy import tenant_session
 
 
 def inbound(tenant, wa_message_id: str, outlet_id=None) -> Message:
-    return Message(tenant_id=tenant.tenant_id, conversation_id=tenant.rows["conversations"],
-                   outlet_id=outlet_id or tenant.rows["outlets"], direction="inbound", sender_type="customer",
-                   wa_message_id=wa_message_id, type="text", body="hi", status="received")
+    return Message(
+        tenant_id=tenant.tenant_id,
+        conversation_id=tenant.rows["conversations"],
+        outlet_id=outlet_id or tenant.rows["outlets"],
+        direction="inbound",
+        sender_type="customer",
+        wa_message_id=wa_message_id,
+        type="text",
+        body="hi",
+        status="received",
+    )
 
 
 def test_webhook_redelivery_of_a_message_is_rejected(app_engine, tenant_a) -> None:
@@ -30,8 +38,13 @@ def test_webhook_redelivery_of_a_message_is_rejected(app_engine, tenant_a) -> No
 
 def test_same_wa_message_id_on_another_outlet_is_fine(app_engine, tenant_a) -> None:
     with tenant_session(tenant_a.tenant_id, engine=app_engine) as session:
-        other = Outlet(tenant_id=tenant_a.tenant_id, name="Second", waba_id="w",
-                       phone_number_id=f"{tenant_a.phone_number_id}-2", display_phone_number="+62")
+        other = Outlet(
+            tenant_id=tenant_a.tenant_id,
+            name="Second",
+            waba_id="w",
+            phone_number_id=f"{tenant_a.phone_number_id}-2",
+            display_phone_number="+62",
+        )
         session.add(other)
         session.flush()
         session.add_all([inbound(tenant_a, "wamid.both"), inbound(tenant_a, "wamid.both", other.id)])
@@ -40,8 +53,12 @@ def test_same_wa_message_id_on_another_outlet_is_fine(app_engine, tenant_a) -> N
 
 
 def conversation(tenant, status: str) -> Conversation:
-    return Conversation(tenant_id=tenant.tenant_id, outlet_id=tenant.rows["outlets"],
-                        customer_id=tenant.rows["customers"], status=status)
+    return Conversation(
+        tenant_id=tenant.tenant_id,
+        outlet_id=tenant.rows["outlets"],
+        customer_id=tenant.rows["customers"],
+        status=status,
+    )
 
 
 @pytest.mark.parametrize("status", ["active", "handed_off"])
@@ -134,8 +151,7 @@ def test_append_only_tables_refuse_the_app_role(app_engine, tenant_a, table, sta
 @pytest.mark.parametrize("statement", ["UPDATE {} SET created_at = now()", "DELETE FROM {}", "TRUNCATE {}"])
 def test_append_only_tables_refuse_even_the_owner(admin_engine, tenant_a, table, statement) -> None:
     with admin_engine.connect() as connection:
-        connection.execute(text("SELECT set_config('app.current_tenant_id', :t, true)"),
-                           {"t": str(tenant_a.tenant_id)})
+        connection.execute(text("SELECT set_config('app.current_tenant_id', :t, true)"), {"t": str(tenant_a.tenant_id)})
         assert connection.scalar(text(f"SELECT count(*) FROM {table}")) == 1  # noqa: S608 - fixed names
         with pytest.raises(DBAPIError, match=f"{table} is append-only"):
             connection.execute(text(statement.format(table)))
@@ -143,7 +159,14 @@ def test_append_only_tables_refuse_even_the_owner(admin_engine, tenant_a, table,
 
 def test_audit_log_accepts_inserts(app_engine, tenant_a) -> None:
     with tenant_session(tenant_a.tenant_id, engine=app_engine) as session:
-        session.add(AuditLogEntry(tenant_id=tenant_a.tenant_id, actor_type="user", actor_id="u1",
-                                  action="conversation.handoff", details={"reason": "asked for a human"}))
+        session.add(
+            AuditLogEntry(
+                tenant_id=tenant_a.tenant_id,
+                actor_type="user",
+                actor_id="u1",
+                action="conversation.handoff",
+                details={"reason": "asked for a human"},
+            )
+        )
     with tenant_session(tenant_a.tenant_id, engine=app_engine) as session:
         assert session.scalar(select(func.count()).select_from(AuditLogEntry)) == 2

@@ -27,11 +27,14 @@ def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     settings.cache_clear()
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://u:p@h:5432/d",
-    "postgres://u:p@h:5432/d",
-    "postgresql+pg8000://u:p@h:5432/d",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@h:5432/d",
+        "postgres://u:p@h:5432/d",
+        "postgresql+pg8000://u:p@h:5432/d",
+    ],
+)
 def test_urls_are_driven_by_pg8000(url) -> None:
     assert normalize_url(url) == "postgresql+pg8000://u:p@h:5432/d"
 

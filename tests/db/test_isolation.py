@@ -47,25 +47,55 @@ def new_row(table: str, owner) -> dict[str, object]:
     now = datetime.now(UTC)
     values: dict[str, dict[str, object]] = {
         "tenants": {"id": uuid.uuid4(), "name": "New", "slug": f"new-{unique}"},
-        "outlets": {"name": "New", "phone_number_id": f"pn-{unique}", "display_phone_number": "+62",
-                    "waba_id": "waba"},
-        "users": {"firebase_uid": f"fb-{unique}", "email": "new@example.com", "role": "viewer",
-                  "outlet_id": rows["outlets"]},
+        "outlets": {
+            "name": "New",
+            "phone_number_id": f"pn-{unique}",
+            "display_phone_number": "+62",
+            "waba_id": "waba",
+        },
+        "users": {
+            "firebase_uid": f"fb-{unique}",
+            "email": "new@example.com",
+            "role": "viewer",
+            "outlet_id": rows["outlets"],
+        },
         "customers": {"bsuid": f"bsuid-{unique}"},
-        "conversations": {"outlet_id": rows["outlets"], "customer_id": rows["customers"],
-                          "status": "resolved"},
-        "messages": {"conversation_id": rows["conversations"], "outlet_id": rows["outlets"],
-                     "direction": "outbound", "sender_type": "llm", "type": "text", "status": "queued"},
-        "subscriptions": {"plan": "pro", "status": "trialing", "monthly_message_quota": 10,
-                          "current_period_start": now, "current_period_end": now + timedelta(days=30)},
+        "conversations": {
+            "outlet_id": rows["outlets"],
+            "customer_id": rows["customers"],
+            "status": "resolved",
+        },
+        "messages": {
+            "conversation_id": rows["conversations"],
+            "outlet_id": rows["outlets"],
+            "direction": "outbound",
+            "sender_type": "llm",
+            "type": "text",
+            "status": "queued",
+        },
+        "subscriptions": {
+            "plan": "pro",
+            "status": "trialing",
+            "monthly_message_quota": 10,
+            "current_period_start": now,
+            "current_period_end": now + timedelta(days=30),
+        },
         "usage_records": {"period_start": date(2026, 2, 1), "metric": f"m-{unique}"},
         "deposit_ledger": {"amount_minor": -5, "kind": "charge", "reference": f"ref-{unique}"},
-        "invoices": {"period_start": date(2000, 1, 1) + timedelta(days=uuid.uuid4().int % 9000),
-                     "period_end": date(2030, 1, 1), "amount_minor": 1},
+        "invoices": {
+            "period_start": date(2000, 1, 1) + timedelta(days=uuid.uuid4().int % 9000),
+            "period_end": date(2030, 1, 1),
+            "amount_minor": 1,
+        },
         "knowledge_bases": {"name": "New", "outlet_id": rows["outlets"]},
-        "documents": {"knowledge_base_id": rows["knowledge_bases"], "bucket": "docs",
-                      "object_name": f"new-{unique}", "generation": 1, "content_type": "text/plain",
-                      "size_bytes": 1},
+        "documents": {
+            "knowledge_base_id": rows["knowledge_bases"],
+            "bucket": "docs",
+            "object_name": f"new-{unique}",
+            "generation": 1,
+            "content_type": "text/plain",
+            "size_bytes": 1,
+        },
         "audit_log": {"actor_type": "user", "action": "attack"},
     }
     row = values[table]
@@ -153,8 +183,7 @@ def test_delete_of_other_tenant_touches_nothing(app_engine, tenant_a, tenant_b, 
 
 
 # Tables nothing else references (customers cascades to conversations and messages).
-@pytest.mark.parametrize("table", ["messages", "documents", "subscriptions", "usage_records", "invoices",
-                                   "customers"])
+@pytest.mark.parametrize("table", ["messages", "documents", "subscriptions", "usage_records", "invoices", "customers"])
 def test_forgotten_where_delete_removes_only_own_rows(app_engine, tenant_a, tenant_b, table) -> None:
     with tenant_session(tenant_a.tenant_id, engine=app_engine) as session:
         result = session.execute(delete(Base.metadata.tables[table]))
@@ -211,8 +240,9 @@ def test_unknown_tenant_sees_nothing(app_engine, tenant_a, table) -> None:
 def test_owner_role_is_filtered_too(admin_engine, tenant_a) -> None:
     """FORCE ROW LEVEL SECURITY: connecting as the table owner by mistake does not leak."""
     with admin_engine.connect() as connection:
-        counts = {name: connection.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
-                  for name in TABLES}
+        counts = {
+            name: connection.scalar(select(func.count()).select_from(Base.metadata.tables[name])) for name in TABLES
+        }
     assert counts == dict.fromkeys(TABLES, 0)
 
 
@@ -222,7 +252,11 @@ def test_reference_to_another_tenants_row_is_refused(app_engine, tenant_a, tenan
         pytest.raises(DBAPIError, match="fk_conversations_tenant_id_customer_id_customers"),
         tenant_session(tenant_a.tenant_id, engine=app_engine) as session,
     ):
-        session.execute(insert(Base.metadata.tables["conversations"]).values(
-            tenant_id=tenant_a.tenant_id, outlet_id=tenant_a.rows["outlets"],
-            customer_id=tenant_b.rows["customers"], status="resolved",
-        ))
+        session.execute(
+            insert(Base.metadata.tables["conversations"]).values(
+                tenant_id=tenant_a.tenant_id,
+                outlet_id=tenant_a.rows["outlets"],
+                customer_id=tenant_b.rows["customers"],
+                status="resolved",
+            )
+        )

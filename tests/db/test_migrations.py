@@ -20,16 +20,18 @@ from shared.db.models import Base
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG = {
     "columns": "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, "
-               "column_default FROM information_schema.columns WHERE table_schema = 'public'",
+    "column_default FROM information_schema.columns WHERE table_schema = 'public'",
     "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                   "WHERE connamespace = 'public'::regnamespace",
+    "WHERE connamespace = 'public'::regnamespace",
     "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
 }
 
 
 def catalog(connection: Connection) -> dict[str, set[tuple[object, ...]]]:
-    return {name: {tuple(row) for row in connection.execute(text(query)) if row[0] != "alembic_version"}
-            for name, query in CATALOG.items()}
+    return {
+        name: {tuple(row) for row in connection.execute(text(query)) if row[0] != "alembic_version"}
+        for name, query in CATALOG.items()
+    }
 
 
 def diff(engine: Engine) -> list[object]:
@@ -67,14 +69,20 @@ def test_models_match_the_migration_in_detail(postgres_superuser_url, db_urls, s
 
 def test_every_table_forces_the_tenant_policy(admin_engine) -> None:
     with admin_engine.connect() as connection:
-        tables = dict(connection.execute(text(
-            "SELECT relname, relrowsecurity AND relforcerowsecurity FROM pg_class "
-            "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> 'alembic_version'"
-        )).all())
-        policies = connection.execute(text(
-            "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies "
-            "WHERE schemaname = 'public'"
-        )).all()
+        tables = dict(
+            connection.execute(
+                text(
+                    "SELECT relname, relrowsecurity AND relforcerowsecurity FROM pg_class "
+                    "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> 'alembic_version'"
+                )
+            ).all()
+        )
+        policies = connection.execute(
+            text(
+                "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies "
+                "WHERE schemaname = 'public'"
+            )
+        ).all()
     assert tables == dict.fromkeys(Base.metadata.tables, True)
     tenant_policies = {row.tablename: row for row in policies if row.policyname == "tenant_isolation"}
     assert set(tenant_policies) == set(tables)
@@ -84,10 +92,14 @@ def test_every_table_forces_the_tenant_policy(admin_engine) -> None:
         assert policy.cmd == "ALL"
         assert policy.qual == policy.with_check
         assert policy.qual.startswith(f"({key} = (NULLIF(current_setting('app.current_tenant_id'"), table
-    others = {(row.tablename, row.policyname, tuple(row.roles), row.cmd) for row in policies
-              if row.policyname != "tenant_isolation"}
-    assert others == {(table, "platform_read", ("crm_platform",), "SELECT")
-                      for table in ("tenants", "outlets", "users")}
+    others = {
+        (row.tablename, row.policyname, tuple(row.roles), row.cmd)
+        for row in policies
+        if row.policyname != "tenant_isolation"
+    }
+    assert others == {
+        (table, "platform_read", ("crm_platform",), "SELECT") for table in ("tenants", "outlets", "users")
+    }
 
 
 def test_upgrade_downgrade_upgrade(postgres_superuser_url, scratch_database) -> None:
@@ -115,8 +127,15 @@ def test_upgrade_downgrade_upgrade(postgres_superuser_url, scratch_database) -> 
 
 def test_cli_reports_the_current_revision(db_urls) -> None:
     env = {**os.environ, "DATABASE_ADMIN_URL": db_urls.admin_url, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "shared.db.migrate", "current"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.db.migrate", "current"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "Rev: 0001 (head)" in result.stdout
 
 

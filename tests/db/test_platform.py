@@ -22,8 +22,12 @@ FUNCTIONS = [
 
 def test_outlet_route(app_engine, tenant_a, tenant_b) -> None:
     route = platform.outlet_for_phone_number(tenant_b.phone_number_id, engine=app_engine)
-    assert route == platform.OutletRoute(tenant_id=tenant_b.tenant_id, outlet_id=tenant_b.rows["outlets"],
-                                         tenant_status="active", outlet_status="active")
+    assert route == platform.OutletRoute(
+        tenant_id=tenant_b.tenant_id,
+        outlet_id=tenant_b.rows["outlets"],
+        tenant_status="active",
+        outlet_status="active",
+    )
     assert platform.outlet_for_phone_number("unknown-number", engine=app_engine) is None
 
 
@@ -37,8 +41,11 @@ def test_outlet_route_reports_a_suspended_tenant(app_engine, tenant_a) -> None:
 
 def test_user_route(app_engine, tenant_a, tenant_b) -> None:
     assert platform.user_for_firebase_uid(tenant_a.firebase_uid, engine=app_engine) == platform.UserRoute(
-        tenant_id=tenant_a.tenant_id, user_id=tenant_a.rows["users"], role="agent",
-        outlet_id=tenant_a.rows["outlets"], tenant_status="active",
+        tenant_id=tenant_a.tenant_id,
+        user_id=tenant_a.rows["users"],
+        role="agent",
+        outlet_id=tenant_a.rows["outlets"],
+        tenant_status="active",
     )
     assert platform.user_for_firebase_uid("someone-else", engine=app_engine) is None
 
@@ -64,9 +71,14 @@ def test_create_tenant_is_visible_only_to_itself(app_engine, tenant_a) -> None:
         assert session.get(Tenant, tenant_id) is None
 
 
-@pytest.mark.parametrize(("slug", "error"), [
-    ("taken", "uq_tenants_slug"), ("Not A Slug", "ck_tenants_slug"), ("-leading-hyphen", "ck_tenants_slug"),
-])
+@pytest.mark.parametrize(
+    ("slug", "error"),
+    [
+        ("taken", "uq_tenants_slug"),
+        ("Not A Slug", "ck_tenants_slug"),
+        ("-leading-hyphen", "ck_tenants_slug"),
+    ],
+)
 def test_create_tenant_rejects_taken_or_malformed_slugs(app_engine, slug, error) -> None:
     taken = f"taken-{uuid.uuid4().hex[:8]}"
     platform.create_tenant("First", taken, engine=app_engine)
@@ -86,18 +98,27 @@ def test_create_tenant_restores_the_callers_tenant(app_engine, tenant_a) -> None
 def test_functions_are_definer_owned_by_platform_role_and_pinned(admin_engine) -> None:
     with admin_engine.connect() as connection:
         for signature in FUNCTIONS:
-            owner, definer, config, public = connection.execute(text(
-                "SELECT pg_get_userbyid(proowner), prosecdef, proconfig, "
-                "       EXISTS (SELECT 1 FROM aclexplode(proacl) WHERE grantee = 0) "
-                "FROM pg_proc WHERE oid = to_regprocedure(:signature)"
-            ), {"signature": signature}).one()
+            owner, definer, config, public = connection.execute(
+                text(
+                    "SELECT pg_get_userbyid(proowner), prosecdef, proconfig, "
+                    "       EXISTS (SELECT 1 FROM aclexplode(proacl) WHERE grantee = 0) "
+                    "FROM pg_proc WHERE oid = to_regprocedure(:signature)"
+                ),
+                {"signature": signature},
+            ).one()
             assert (owner, definer, config, public) == (
-                "crm_platform", True, ["search_path=public, pg_temp"], False,
+                "crm_platform",
+                True,
+                ["search_path=public, pg_temp"],
+                False,
             ), signature
-            can_execute = {role: connection.scalar(
-                text("SELECT has_function_privilege(:role, to_regprocedure(:signature), 'EXECUTE')"),
-                {"role": role, "signature": signature},
-            ) for role in ("crm_app", "crm_owner")}
+            can_execute = {
+                role: connection.scalar(
+                    text("SELECT has_function_privilege(:role, to_regprocedure(:signature), 'EXECUTE')"),
+                    {"role": role, "signature": signature},
+                )
+                for role in ("crm_app", "crm_owner")
+            }
             assert can_execute == {"crm_app": True, "crm_owner": False}, signature
 
 
@@ -111,12 +132,19 @@ def test_platform_role_reads_only_routing_columns(admin_engine) -> None:
         ("users", "email"): False,
     }
     with admin_engine.connect() as connection:
-        seen = {(table, column): connection.scalar(
-            text("SELECT has_column_privilege('crm_platform', :table, :column, 'SELECT')"),
-            {"table": table, "column": column},
-        ) for table, column in checks}
-        tables = {table: connection.scalar(
-            text("SELECT has_table_privilege('crm_platform', :table, 'SELECT')"), {"table": table},
-        ) for table in ("messages", "customers", "conversations", "audit_log")}
+        seen = {
+            (table, column): connection.scalar(
+                text("SELECT has_column_privilege('crm_platform', :table, :column, 'SELECT')"),
+                {"table": table, "column": column},
+            )
+            for table, column in checks
+        }
+        tables = {
+            table: connection.scalar(
+                text("SELECT has_table_privilege('crm_platform', :table, 'SELECT')"),
+                {"table": table},
+            )
+            for table in ("messages", "customers", "conversations", "audit_log")
+        }
     assert seen == checks
     assert tables == dict.fromkeys(tables, False)

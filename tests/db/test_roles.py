@@ -44,10 +44,12 @@ def test_row_security_off_is_an_error_not_a_bypass(app_engine, tenant_a, tenant_
 
 def test_roles_have_no_bypass_attributes(admin_engine) -> None:
     with admin_engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolcanlogin FROM pg_roles "
-            "WHERE rolname IN ('crm_owner', 'crm_app', 'crm_platform') ORDER BY rolname"
-        )).all()
+        rows = connection.execute(
+            text(
+                "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolcanlogin FROM pg_roles "
+                "WHERE rolname IN ('crm_owner', 'crm_app', 'crm_platform') ORDER BY rolname"
+            )
+        ).all()
     assert [tuple(row) for row in rows] == [
         ("crm_app", False, False, False, False, True),
         ("crm_owner", False, False, False, False, True),
@@ -57,10 +59,14 @@ def test_roles_have_no_bypass_attributes(admin_engine) -> None:
 
 def test_app_role_privileges_are_dml_only(admin_engine) -> None:
     with admin_engine.connect() as connection:
-        granted = dict(connection.execute(text(
-            "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
-            "FROM information_schema.role_table_grants WHERE grantee = 'crm_app' GROUP BY table_name"
-        )).all())
+        granted = dict(
+            connection.execute(
+                text(
+                    "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
+                    "FROM information_schema.role_table_grants WHERE grantee = 'crm_app' GROUP BY table_name"
+                )
+            ).all()
+        )
     assert granted.pop("audit_log") == "INSERT,SELECT"
     assert granted.pop("deposit_ledger") == "INSERT,SELECT"
     assert set(granted.values()) == {"DELETE,INSERT,SELECT,UPDATE"}

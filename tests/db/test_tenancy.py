@@ -104,19 +104,21 @@ def test_tenant_session_rejects_anything_but_a_uuid(app_engine, tenant_id) -> No
         pass
 
 
-@pytest.mark.parametrize("payload", [
-    "' OR '1'='1",
-    "{a}') OR true --",
-    "{a}', false); SELECT set_config('app.current_tenant_id', '{b}', false); --",
-    "{a},{b}",
-    "{a} OR tenant_id IS NOT NULL",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "' OR '1'='1",
+        "{a}') OR true --",
+        "{a}', false); SELECT set_config('app.current_tenant_id', '{b}', false); --",
+        "{a},{b}",
+        "{a} OR tenant_id IS NOT NULL",
+    ],
+)
 def test_injected_tenant_value_errors_and_shows_nothing(app_engine, tenant_a, tenant_b, payload) -> None:
     """Even a raw connection that binds an attacker's string gets a cast error, not rows."""
     value = payload.format(a=tenant_a.tenant_id, b=tenant_b.tenant_id)
     with app_engine.connect() as connection:
-        connection.execute(text("SELECT set_config('app.current_tenant_id', :tenant_id, true)"),
-                           {"tenant_id": value})
+        connection.execute(text("SELECT set_config('app.current_tenant_id', :tenant_id, true)"), {"tenant_id": value})
         assert connection.scalar(CURRENT) == value  # stored verbatim: it was data, never SQL
         with pytest.raises(DBAPIError, match="invalid input syntax for type uuid"):
             connection.execute(text("SELECT body FROM messages")).all()

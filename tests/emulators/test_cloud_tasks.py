@@ -103,9 +103,7 @@ def test_create_task_reaches_the_target_with_body_and_cloud_tasks_headers(
     client = client_for(server.url)
     before = time.time()
 
-    created = client.create_task(
-        parent=PARENT, task=http_task(f"{receiver.url}/message-sender", {"m": 1}, "t1")
-    )
+    created = client.create_task(parent=PARENT, task=http_task(f"{receiver.url}/message-sender", {"m": 1}, "t1"))
 
     assert created.name == f"{PARENT}/tasks/t1"
     assert created.http_request.url == f"{receiver.url}/message-sender"
@@ -125,9 +123,7 @@ def test_create_task_reaches_the_target_with_body_and_cloud_tasks_headers(
     wait_until(lambda: records(server)[0]["state"] == "succeeded")
 
 
-def test_unnamed_tasks_get_distinct_generated_names(
-    make_server: MakeServer, make_receiver: MakeReceiver
-) -> None:
+def test_unnamed_tasks_get_distinct_generated_names(make_server: MakeServer, make_receiver: MakeReceiver) -> None:
     server, receiver = make_server(), make_receiver()
     client = client_for(server.url)
 
@@ -144,9 +140,7 @@ def test_unnamed_tasks_get_distinct_generated_names(
     }
 
 
-def test_a_named_task_is_created_and_dispatched_once(
-    make_server: MakeServer, make_receiver: MakeReceiver
-) -> None:
+def test_a_named_task_is_created_and_dispatched_once(make_server: MakeServer, make_receiver: MakeReceiver) -> None:
     server, receiver = make_server(), make_receiver()
     client = client_for(server.url)
     client.create_task(parent=PARENT, task=http_task(receiver.url, {"m": 1}, "send-42"))
@@ -261,9 +255,7 @@ def test_a_future_schedule_time_is_honoured(make_server: MakeServer, make_receiv
     assert float(request.headers["x-cloudtasks-tasketa"]) == pytest.approx(eta.timestamp(), abs=1e-3)
 
 
-def test_dispatch_respects_concurrency_and_rate_limits(
-    make_server: MakeServer, make_receiver: MakeReceiver
-) -> None:
+def test_dispatch_respects_concurrency_and_rate_limits(make_server: MakeServer, make_receiver: MakeReceiver) -> None:
     config = FAST.model_copy(update={"max_concurrent_dispatches": 1, "max_dispatches_per_second": 10})
     server, receiver = make_server(config), make_receiver(delay=0.15)
     client = client_for(server.url)

@@ -50,9 +50,7 @@ def parse_rfc3339(value: str) -> datetime:
         ("0 3 * * *", "Asia/Jakarta", "2026-03-01T10:00:00+07:00", "2026-03-01T20:00:00+00:00"),
     ],
 )
-def test_the_next_fire_is_computed_in_the_job_time_zone(
-    cron: str, zone: str, after: str, expected: str
-) -> None:
+def test_the_next_fire_is_computed_in_the_job_time_zone(cron: str, zone: str, after: str, expected: str) -> None:
     fire = ScheduledJob("job", cron, zone).next_fire(datetime.fromisoformat(after))
 
     assert fire == datetime.fromisoformat(expected)
@@ -88,9 +86,7 @@ def test_run_now_sends_what_cloud_scheduler_sends(make_receiver: MakeReceiver) -
     }
 
 
-def test_the_control_endpoint_fires_a_job_now(
-    make_receiver: MakeReceiver, make_scheduler: MakeScheduler
-) -> None:
+def test_the_control_endpoint_fires_a_job_now(make_receiver: MakeReceiver, make_scheduler: MakeScheduler) -> None:
     receiver = make_receiver(default=500)
     scheduler = make_scheduler(receiver.url, control_port=0)
     control = f"http://127.0.0.1:{scheduler.control_port}/_emulator/run"
@@ -120,9 +116,7 @@ def test_jobs_fire_on_their_cron(make_receiver: MakeReceiver, make_scheduler: Ma
     assert first.path == "/tick"
 
 
-def test_the_command_line_fires_declared_jobs_and_stops_on_sigterm(
-    tmp_path: Path, make_receiver: MakeReceiver
-) -> None:
+def test_the_command_line_fires_declared_jobs_and_stops_on_sigterm(tmp_path: Path, make_receiver: MakeReceiver) -> None:
     receiver, port = make_receiver(), free_port()
     command = [sys.executable, "-m", "emulators.scheduler", "--functions-base-url", receiver.url]
     service = start(

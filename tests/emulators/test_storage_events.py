@@ -178,9 +178,7 @@ def test_buckets_resolve_from_their_environment_variable_or_local_name() -> None
     bucket = declaration().buckets["documents"]
 
     assert declared_subscriptions(env={}) == [Subscription(FUNCTION, bucket.local_name)]
-    assert declared_subscriptions(env={bucket.env: "docs-staging"}) == [
-        Subscription(FUNCTION, "docs-staging")
-    ]
+    assert declared_subscriptions(env={bucket.env: "docs-staging"}) == [Subscription(FUNCTION, "docs-staging")]
 
 
 def test_ensure_buckets_is_idempotent(storage_emulator: Service, storage_client: storage.Client) -> None:

@@ -114,9 +114,7 @@ class Meta:
         calls = self.http.get(f"{self.graph_url}/_sim/calls", timeout=5).json()["calls"]
         return [c for c in calls if kind is None or c["kind"] == kind]
 
-    def sends_to(
-        self, customer: dict[str, str | None], *, accepted_only: bool = True
-    ) -> list[dict[str, Any]]:
+    def sends_to(self, customer: dict[str, str | None], *, accepted_only: bool = True) -> list[dict[str, Any]]:
         """Send calls addressed to this customer (by phone, or by BSUID when it has none)."""
 
         def addressed(call: dict[str, Any]) -> bool:

@@ -38,9 +38,7 @@ def conversations_of(tenant: uuid.UUID, customer: dict[str, Any]) -> list[Conver
     with tenant_session(tenant) as session:
         return list(
             session.scalars(
-                select(Conversation)
-                .where(Conversation.customer_id == row.id)
-                .order_by(Conversation.created_at)
+                select(Conversation).where(Conversation.customer_id == row.id).order_by(Conversation.created_at)
             )
         )
 
@@ -130,9 +128,7 @@ def test_same_message_in_two_concurrent_workers_gives_one_reply(meta: Meta, demo
     assert len(sends) == 1
 
 
-def test_a_burst_is_answered_in_order_and_every_message_exactly_once(
-    meta: Meta, demo_tenant: uuid.UUID
-) -> None:
+def test_a_burst_is_answered_in_order_and_every_message_exactly_once(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = new_customer()
     now = time.time()
     texts = ["halo", "mau pesan kopi susu gula aren", "2 gelas ya, diantar ke kemang"]
@@ -183,9 +179,7 @@ def test_phone_and_bsuid_seen_together_later_are_linked(meta: Meta, demo_tenant:
     meta.say(phone_only, "hello")
     settled(meta, customer, 1)
     meta.say(customer, "hello again")
-    wait_for(
-        lambda: (row := customer_row(demo_tenant, customer)) is not None and row.bsuid == customer["bsuid"]
-    )
+    wait_for(lambda: (row := customer_row(demo_tenant, customer)) is not None and row.bsuid == customer["bsuid"])
     [conversation] = conversations_of(demo_tenant, customer)  # one customer, one conversation
     assert len([m for m in messages_of(demo_tenant, conversation.id) if m.direction == "inbound"]) == 2
 
@@ -225,9 +219,7 @@ def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tena
     [conversation] = conversations_of(demo_tenant, customer)
     assert conversation.last_customer_message_at == datetime.fromtimestamp(sent_at, UTC)
     assert conversations.window_open(conversation)
-    assert not conversations.window_open(
-        conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC)
-    )
+    assert not conversations.window_open(conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC))
 
 
 def test_a_reaction_is_stored_but_not_answered(meta: Meta, demo_tenant: uuid.UUID) -> None:

@@ -92,9 +92,7 @@ def test_a_resolved_conversation_does_not_loop_back_into_handoff(meta: Meta, dem
     meta.say(customer, "saya mau bicara dengan manusia")
     settled(meta, customer, 1)
     [first] = conversations_of(demo_tenant, customer)
-    conversations.queue_agent_message(
-        demo_tenant, first.id, "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?"
-    )
+    conversations.queue_agent_message(demo_tenant, first.id, "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
     settled(meta, customer, 2)
     assert conversations.resolve(demo_tenant, first.id)
     meta.say(customer, "terima kasih, sudah beres")

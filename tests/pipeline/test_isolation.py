@@ -51,9 +51,7 @@ def test_each_outlets_messages_land_with_its_own_tenant(
 ) -> None:
     other = uuid.UUID(other_tenant["tenant_id"])
     customer = new_customer()  # the same person writes to both businesses
-    payload, _ = inbound(
-        "text_phone_and_bsuid", other_tenant["phone_number_id"], customer, text="ada roti cokelat?"
-    )
+    payload, _ = inbound("text_phone_and_bsuid", other_tenant["phone_number_id"], customer, text="ada roti cokelat?")
     assert meta.deliver(payload).status_code == 200
     meta.say(customer, "halo, kopi susu ada?")
     wait_for(lambda: (conversations_of(other, customer) and conversations_of(demo_tenant, customer)) or None)

@@ -44,9 +44,7 @@ def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_
     assert reply.wa_message_id == attempts[-1]["wamid"]
 
 
-def test_server_errors_and_throughput_limits_are_retried(
-    clean_failures: Meta, demo_tenant: uuid.UUID
-) -> None:
+def test_server_errors_and_throughput_limits_are_retried(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
     meta = clean_failures
     customer = new_customer()
     meta.fail_next(1, http_status=503)
@@ -101,9 +99,7 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
 def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = new_customer()
     meta.say(customer, "hello")
-    reply = wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None
-    )
+    reply = wait_for(lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None)
     assert reply.sent_at is not None
     assert reply.delivered_at is not None
     assert reply.read_at is not None
@@ -112,9 +108,7 @@ def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> 
 def test_status_with_only_a_bsuid_is_matched(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = {**new_customer(), "phone": None}
     meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
-    reply = wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None
-    )
+    reply = wait_for(lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None)
     assert reply.read_at is not None
 
 

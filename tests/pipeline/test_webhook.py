@@ -38,9 +38,7 @@ def test_forged_or_missing_signature_is_rejected_and_nothing_is_sent(meta: Meta)
     forged = meta.deliver(payload, secret="not-the-app-secret")
     assert forged.status_code == 401
     raw = json.dumps(payload).encode()
-    missing = requests.post(
-        meta.webhook_url, data=raw, headers={"Content-Type": "application/json"}, timeout=5
-    )
+    missing = requests.post(meta.webhook_url, data=raw, headers={"Content-Type": "application/json"}, timeout=5)
     assert missing.status_code == 401
     assert "signature" in missing.json()["error"].lower()
     assert meta.sends_to(customer) == []

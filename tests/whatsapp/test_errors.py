@@ -52,9 +52,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("code", "http_status", "cls", "retryable"), CASES)
-def test_each_listed_code_gets_its_class(
-    code: int, http_status: int, cls: type[GraphError], retryable: bool
-) -> None:
+def test_each_listed_code_gets_its_class(code: int, http_status: int, cls: type[GraphError], retryable: bool) -> None:
     body = meta_body(code, f"(#{code}) {cls.default_title}", details="what Meta says", subcode=2494010)
     error = error_from_response(http_status, body)
     assert type(error) is cls
@@ -70,9 +68,7 @@ def test_each_listed_code_gets_its_class(
 
 
 def test_every_special_class_is_covered_above() -> None:
-    coded = {
-        cls for cls in vars(e).values() if isinstance(cls, type) and issubclass(cls, GraphError) and cls.codes
-    }
+    coded = {cls for cls in vars(e).values() if isinstance(cls, type) and issubclass(cls, GraphError) and cls.codes}
     assert coded == {case[2] for case in CASES}
 
 
@@ -92,9 +88,7 @@ def test_5xx_without_a_known_code_is_retryable(status: int) -> None:
     assert error.code == 999999
 
 
-@pytest.mark.parametrize(
-    "body", [b"<html><body>502 Bad Gateway</body></html>", b"", None, "upstream timeout"]
-)
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b"", None, "upstream timeout"])
 def test_5xx_with_a_body_that_is_not_graph_json_is_retryable(body: bytes | str | None) -> None:
     error = error_from_response(502, body)
     assert type(error) is e.GraphServerError
@@ -124,10 +118,7 @@ def test_body_can_be_text_or_an_already_decoded_dict() -> None:
 
 
 def test_code_sent_as_a_string_is_understood() -> None:
-    assert (
-        type(error_from_response(400, {"error": {"code": "131026", "message": "x"}}))
-        is e.MessageUndeliverable
-    )
+    assert type(error_from_response(400, {"error": {"code": "131026", "message": "x"}})) is e.MessageUndeliverable
 
 
 def test_json_without_an_error_object_is_handled() -> None:

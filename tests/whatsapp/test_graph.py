@@ -136,9 +136,7 @@ def test_send_template(client: GraphClient, simulator: RunningSimulator) -> None
     assert bare["body"]["template"] == {"name": "hello_world", "language": {"code": "en_US"}}
 
 
-def test_mark_read_with_and_without_typing_indicator(
-    client: GraphClient, simulator: RunningSimulator
-) -> None:
+def test_mark_read_with_and_without_typing_indicator(client: GraphClient, simulator: RunningSimulator) -> None:
     client.mark_read(PN_ID, INBOUND, typing_indicator=True)
     client.mark_read(PN_ID, INBOUND, typing_indicator=False)
     typing, plain = calls(simulator)

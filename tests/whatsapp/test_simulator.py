@@ -31,9 +31,7 @@ BSUID = "ID.1502576394655843"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def post(
-    simulator: RunningSimulator, path: str, body: Any, headers: dict[str, str] | None = None
-) -> requests.Response:
+def post(simulator: RunningSimulator, path: str, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
     return requests.post(f"{simulator.url}{path}", json=body, headers=headers or AUTH, timeout=5)
 
 
@@ -123,9 +121,7 @@ def test_calls_are_recorded_filtered_and_cleared(simulator: RunningSimulator) ->
     assert [c["phone_number_id"] for c in everything] == ["111", "222", "222"]
     assert [c["kind"] for c in everything] == ["send", "send", "mark_read"]
     assert all(c["time"] and c["authorized"] for c in everything)
-    only_222 = requests.get(
-        f"{simulator.url}/_sim/calls", params={"phone_number_id": "222"}, timeout=5
-    ).json()
+    only_222 = requests.get(f"{simulator.url}/_sim/calls", params={"phone_number_id": "222"}, timeout=5).json()
     assert len(only_222["calls"]) == 2
     assert requests.delete(f"{simulator.url}/_sim/calls", timeout=5).json() == {"cleared": True}
     assert requests.get(f"{simulator.url}/_sim/calls", timeout=5).json() == {"calls": []}
@@ -308,9 +304,7 @@ def test_an_unreachable_webhook_url_does_not_break_the_simulator(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]  # nobody listens there once the block ends
-    url = serve_wsgi(
-        create_app(f"http://127.0.0.1:{closed_port}/whatsapp-webhook", SECRET, status_delay=0.01)
-    )
+    url = serve_wsgi(create_app(f"http://127.0.0.1:{closed_port}/whatsapp-webhook", SECRET, status_delay=0.01))
     client = GraphClient(url, "v23.0", TOKEN)
     with caplog.at_level("WARNING", logger="whatsapp_simulator"):
         client.send_text(PN_ID, Recipient(phone=PHONE), "Halo")
@@ -352,11 +346,7 @@ def test_main_serves_on_loopback(tmp_path: Path) -> None:
             url = match.group(1) if match else None
         assert url, "the simulator did not say where it listens"
         assert requests.get(f"{url}/_sim/health", timeout=5).json() == {"status": "ok"}
-        assert (
-            GraphClient(url, "v23.0", TOKEN)
-            .send_text(PN_ID, Recipient(phone=PHONE), "Halo")
-            .startswith("wamid.")
-        )
+        assert GraphClient(url, "v23.0", TOKEN).send_text(PN_ID, Recipient(phone=PHONE), "Halo").startswith("wamid.")
         assert json.loads((tmp_path / "r.jsonl").read_text())["status"] == 200
     finally:
         process.terminate()

@@ -575,9 +575,7 @@ def test_change_level_errors_are_reported() -> None:
             "value": {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "6221500800", "phone_number_id": PN_ID},
-                "errors": [
-                    {"code": 131000, "title": "Something went wrong", "message": "Something went wrong"}
-                ],
+                "errors": [{"code": 131000, "title": "Something went wrong", "message": "Something went wrong"}],
             },
         }
     ]

@@ -228,9 +228,7 @@ def _create_tables() -> None:
         _timestamp("last_seen_at"),
         _pk("customers"),
         _unique("customers", "tenant_id", "id"),
-        sa.CheckConstraint(
-            "bsuid IS NOT NULL OR phone_number IS NOT NULL", name=op.f("ck_customers_identified")
-        ),
+        sa.CheckConstraint("bsuid IS NOT NULL OR phone_number IS NOT NULL", name=op.f("ck_customers_identified")),
     )
     op.create_index(
         "uq_customers_tenant_id_bsuid",
@@ -422,9 +420,7 @@ def _create_tables() -> None:
         _tenant_fk("documents", "knowledge_base_id", "knowledge_bases", ondelete="CASCADE"),
         _one_of("documents", "status", "uploaded", "processing", "ready", "failed"),
     )
-    op.create_index(
-        "ix_documents_tenant_id_knowledge_base_id", "documents", ["tenant_id", "knowledge_base_id"]
-    )
+    op.create_index("ix_documents_tenant_id_knowledge_base_id", "documents", ["tenant_id", "knowledge_base_id"])
     op.create_table(
         "audit_log",
         _id(),
@@ -459,8 +455,7 @@ $$""")
     for table in TENANT_KEYS:
         if table not in WITHOUT_UPDATED_AT:
             op.execute(
-                f"CREATE TRIGGER set_updated_at BEFORE UPDATE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION set_updated_at()"
+                f"CREATE TRIGGER set_updated_at BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION set_updated_at()"
             )
     for table in APPEND_ONLY:
         op.execute(
