@@ -13,7 +13,7 @@ from sqlalchemy import update
 from shared import conversations
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
-from tests.pipeline.driver import Meta, new_customer, wait_for
+from tests.pipeline.driver import Meta, fixture, new_customer, wait_for
 from tests.pipeline.test_conversations import conversations_of, messages_of, settled
 
 
@@ -132,3 +132,45 @@ def test_sender_rejects_a_malformed_task_without_retry(meta: Meta) -> None:
     assert requests.post(sender, json={"kind": "send"}, timeout=5).status_code == 400
     assert requests.post(sender, data=b"not json", timeout=5).status_code == 400
     assert requests.get(sender, timeout=5).status_code == 405
+
+
+def test_a_status_that_outruns_its_message_is_redelivered_until_it_matches(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """Meta's `delivered` can arrive before the sender committed the message id: the status
+    handler asks for a redelivery (Pub/Sub push retry) and applies it once the id is there."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    wamid = f"wamid.LATE{uuid.uuid4().hex.upper()}"
+    payload = fixture("status_delivered")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = meta.phone_number_id
+    status = value["statuses"][0]
+    status.update(id=wamid, timestamp=str(int(time.time())), recipient_id=customer["phone"])
+    status.pop("recipient_user_id", None)
+    value.pop("contacts", None)
+    assert meta.deliver(payload).status_code == 200
+    time.sleep(1.5)  # at least one delivery failed: no such message yet
+    with tenant_session(demo_tenant) as session:
+        message = Message(
+            tenant_id=demo_tenant,
+            conversation_id=conversation.id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="agent",
+            type="text",
+            body="sent by the sender a moment ago",
+            status="sent",
+            wa_message_id=wamid,
+            sent_at=datetime.now(UTC),
+        )
+        session.add(message)
+        session.flush()
+        message_id = message.id
+
+    def delivered() -> Message | None:
+        with tenant_session(demo_tenant) as session:
+            row = session.get(Message, message_id)
+            return row if row is not None and row.status == "delivered" else None
+
+    assert wait_for(delivered, timeout=30).delivered_at is not None
