@@ -335,16 +335,14 @@ def _should_answer(
 
 
 def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.RecentMessage]:
+    """The last messages the low-confidence rule looks at (it never looks further back)."""
     rows = session.execute(
-        select(Message.sender_type, Message.confidence, Message.payload)
+        select(Message.sender_type, Message.confidence, Message.payload["event"].astext.label("event"))
         .where(Message.conversation_id == conversation_id)
         .order_by(Message.created_at.desc())
-        .limit(50)
+        .limit(handoff.LOOKBACK)
     ).all()
-    return [
-        handoff.RecentMessage(r.sender_type, r.confidence, (r.payload or {}).get("event") == "ai_resumed")
-        for r in reversed(rows)
-    ]
+    return [handoff.RecentMessage(r.sender_type, r.confidence, r.event == "ai_resumed") for r in reversed(rows)]
 
 
 def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> Pending:
