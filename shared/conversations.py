@@ -112,23 +112,19 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
             return _duplicate(session, tenant_id, existing)
         customer = customers.resolve(session, tenant_id, event.customer, event.timestamp)
         conversation = open_conversation(session, tenant_id, outlet_id, customer.id)
-        message_id = session.scalar(
-            insert(Message)
-            .values(
-                tenant_id=tenant_id,
-                conversation_id=conversation.id,
-                outlet_id=outlet_id,
-                direction="inbound",
-                sender_type="customer",
-                wa_message_id=event.id,
-                type=event.type,
-                body=event.text_for_ai,
-                payload=_payload_of(event),
-                status="received",
-                customer_sent_at=event.timestamp,
-            )
-            .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
-            .returning(Message.id)
+        message_id = _insert_once(
+            session,
+            tenant_id=tenant_id,
+            conversation_id=conversation.id,
+            outlet_id=outlet_id,
+            direction="inbound",
+            sender_type="customer",
+            wa_message_id=event.id,
+            type=event.type,
+            body=event.text_for_ai,
+            payload=_payload_of(event),
+            status="received",
+            customer_sent_at=event.timestamp,
         )
         if message_id is None:  # a concurrent worker stored it first
             stored = _stored_message(session, outlet_id, event.id)
@@ -147,6 +143,16 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         return _Stored(
             conversation.id, message_id, False, handed_off, pending_after(session, tenant_id, conversation.id)
         )
+
+
+def _insert_once(session: Session, **values: Any) -> uuid.UUID | None:
+    """Insert a message unless its (outlet, WhatsApp id) is stored already: its id, or None."""
+    return session.scalar(
+        insert(Message)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
+        .returning(Message.id)
+    )
 
 
 def _stored_message(session: Session, outlet_id: uuid.UUID, wa_message_id: str) -> Message | None:
@@ -386,22 +392,18 @@ def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityC
         ).first()
         message_id = None
         if conversation is not None:
-            message_id = session.scalar(
-                insert(Message)
-                .values(
-                    tenant_id=tenant_id,
-                    conversation_id=conversation.id,
-                    outlet_id=outlet_id,
-                    direction="outbound",
-                    sender_type="system",
-                    wa_message_id=event.id,
-                    type="system",
-                    body=event.body,
-                    status="processed",
-                    payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid},
-                )
-                .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
-                .returning(Message.id)
+            message_id = _insert_once(
+                session,
+                tenant_id=tenant_id,
+                conversation_id=conversation.id,
+                outlet_id=outlet_id,
+                direction="outbound",
+                sender_type="system",
+                wa_message_id=event.id,
+                type="system",
+                body=event.body,
+                status="processed",
+                payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid},
             )
         conversation_id = conversation.id if conversation else None
     if conversation_id is not None:
