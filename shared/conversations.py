@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import customers, dashboard, events, handoff, logs, replies, send_queue
-from shared.db.models import Conversation, Customer, Message, Tenant
+from shared.db.models import AuditLogEntry, Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import IdentityChange, InboundMessage, event_from_json_dict
 
@@ -233,22 +233,22 @@ def hand_off(
         )
     )
     session.flush()
-    events.publish(
-        [
-            events.Outgoing(
-                events.CONVERSATION_HANDED_OFF,
-                {
-                    "tenant_id": str(tenant.id),
-                    "conversation_id": str(conversation.id),
-                    "outlet_id": str(conversation.outlet_id),
-                    "reason": reason,
-                    "at": datetime.now(UTC).isoformat(),
-                },
-                attributes={"tenant_id": str(tenant.id)},
-            )
-        ]
-    )
+    events.publish([_handed_off_event(tenant.id, conversation, reason)])
     log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
+
+
+def _handed_off_event(tenant_id: uuid.UUID, conversation: Conversation, reason: str) -> events.Outgoing:
+    return events.Outgoing(
+        events.CONVERSATION_HANDED_OFF,
+        {
+            "tenant_id": str(tenant_id),
+            "conversation_id": str(conversation.id),
+            "outlet_id": str(conversation.outlet_id),
+            "reason": reason,
+            "at": datetime.now(UTC).isoformat(),
+        },
+        attributes={"tenant_id": str(tenant_id)},
+    )
 
 
 def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> tuple[uuid.UUID | None, Pending]:
@@ -505,6 +505,7 @@ def resolve(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID
         conversation.status = "resolved"
         conversation.resolved_at = func.now()
         conversation.assigned_user_id = user_id or conversation.assigned_user_id
+        _audit(session, tenant_id, user_id, "conversation.resolve", conversation_id)
         events.publish(
             [
                 events.Outgoing(
@@ -522,6 +523,45 @@ def resolve(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID
     return True
 
 
+def take_over(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """An agent takes an active conversation from the AI (the customer is not told: the agent
+    writes next)."""
+    with tenant_session(tenant_id) as session:
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None or conversation.status != "active":
+            return False
+        conversation.status = "handed_off"
+        conversation.handoff_reason = "agent:take_over"
+        conversation.handed_off_at = func.now()
+        conversation.assigned_user_id = user_id
+        _audit(session, tenant_id, user_id, "conversation.take_over", conversation_id)
+        events.publish([_handed_off_event(tenant_id, conversation, "agent:take_over")])
+    mirror(tenant_id, conversation_id)
+    return True
+
+
+def _audit(
+    session: Session,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    action: str,
+    conversation_id: uuid.UUID,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Who did what to a conversation, in the same transaction as the change."""
+    session.add(
+        AuditLogEntry(
+            tenant_id=tenant_id,
+            actor_type="user" if user_id else "system",
+            actor_id=str(user_id) if user_id else None,
+            action=action,
+            target_type="conversation",
+            target_id=str(conversation_id),
+            details=details or {},
+        )
+    )
+
+
 def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID | None = None) -> bool:
     """An agent hands a handed-off conversation back to the AI. A system marker restarts the
     low-confidence count, so the conversation does not bounce straight back to the agents."""
@@ -530,6 +570,7 @@ def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid
         if conversation is None or conversation.status != "handed_off":
             return False
         conversation.status = "active"
+        _audit(session, tenant_id, user_id, "conversation.return_to_ai", conversation_id)
         session.add(
             Message(
                 tenant_id=tenant_id,
@@ -568,6 +609,9 @@ def queue_agent_message(
         conversation.last_message_at = func.now()
         session.flush()
         message_id = message.id
+        _audit(
+            session, tenant_id, user_id, "conversation.agent_message", conversation_id, {"message_id": str(message_id)}
+        )
         pending = pending_after(session, tenant_id, conversation_id)
     settle(tenant_id, pending)
     return message_id

@@ -12,21 +12,9 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from emulators.seed import DEMO_PASSWORD
 from emulators.stack import LocalStack
 from shared import dashboard
-from tests.pipeline.driver import Meta, new_customer, wait_for
-
-
-def id_token(stack: LocalStack, email: str, password: str = DEMO_PASSWORD) -> str:
-    """Sign in the way the dashboard's Firebase client does, against the Auth emulator."""
-    url = (
-        f"http://{stack.info['firebase_auth_emulator_host']}/identitytoolkit.googleapis.com/v1/"
-        "accounts:signInWithPassword?key=local-dev"
-    )
-    answer = requests.post(url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["idToken"])
+from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
 
 
 def read(stack: LocalStack, path: str, token: str | None) -> requests.Response:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from emulators.seed import DEMO_PASSWORD
 from shared.whatsapp.signature import sign
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "whatsapp"
@@ -63,6 +64,17 @@ def inbound(
     if text is not None:
         message["text"] = {"body": text}
     return payload, wamid
+
+
+def id_token(stack: Any, email: str, password: str = DEMO_PASSWORD) -> str:
+    """Sign in the way the dashboard's Firebase client does, against the Auth emulator."""
+    url = (
+        f"http://{stack.info['firebase_auth_emulator_host']}/identitytoolkit.googleapis.com/v1/"
+        "accounts:signInWithPassword?key=local-dev"
+    )
+    answer = requests.post(url, json={"email": email, "password": password, "returnSecureToken": True}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["idToken"])
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1) -> T:
