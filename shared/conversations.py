@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from shared import customers, dashboard, events, handoff, logs, replies, send_queue
 from shared.db.models import AuditLogEntry, Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
-from shared.whatsapp.updates import IdentityChange, InboundMessage, event_from_json_dict
+from shared.whatsapp.updates import IdentityChange, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,16 @@ class Outcome:
 
 def handle_incoming(envelope: dict[str, Any]) -> Outcome:
     """Handle one event from whatsapp.incoming.messages (idempotent)."""
-    tenant_id = uuid.UUID(envelope["tenant_id"])
+    tenant_id, outlet_id, event = events.routed_event(envelope)
     with logs.tenant_scope(tenant_id):
-        return _handle(tenant_id, uuid.UUID(envelope["outlet_id"]), event_from_json_dict(envelope["event"]))
+        return _handle(tenant_id, outlet_id, event)
 
 
 def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcome:
     if isinstance(event, IdentityChange):
         return change_identity(tenant_id, outlet_id, event)
     if not isinstance(event, InboundMessage):
-        raise ValueError(f"unexpected event kind on the incoming topic: {type(event).__name__}")
+        raise events.MalformedEvent(f"unexpected event kind on the incoming topic: {type(event).__name__}")
     stored = store_inbound(tenant_id, outlet_id, event)
     reply_id, pending = None, stored.pending
     if not stored.handed_off:

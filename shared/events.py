@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -19,6 +20,7 @@ from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from shared.config import settings
 from shared.deployment import declaration
+from shared.whatsapp.updates import event_from_json_dict
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,30 @@ def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
     return ids
 
 
+class MalformedEvent(ValueError):
+    """An event no retry can fix (not our JSON, missing fields): acknowledged and logged,
+    never redelivered for days."""
+
+
 def decode_push(cloud_event: Any) -> tuple[dict[str, Any], dict[str, str], str]:
     """(payload, attributes, message id) of a Pub/Sub message delivered as a CloudEvent."""
-    message = cloud_event.data["message"]
-    payload = json.loads(base64.b64decode(message.get("data", "")) or b"{}")
+    try:
+        message = cloud_event.data["message"]
+        payload = json.loads(base64.b64decode(message.get("data", "")) or b"{}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEvent(f"not a Pub/Sub message of ours: {exc}") from exc
     if not isinstance(payload, dict):
-        raise ValueError("Pub/Sub message data is not a JSON object")
+        raise MalformedEvent("Pub/Sub message data is not a JSON object")
     return payload, dict(message.get("attributes") or {}), str(message.get("messageId", cloud_event["id"]))
+
+
+def routed_event(envelope: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID, Any]:
+    """(tenant id, outlet id, WhatsApp event) of an envelope the webhook published."""
+    try:
+        return (
+            uuid.UUID(envelope["tenant_id"]),
+            uuid.UUID(envelope["outlet_id"]),
+            event_from_json_dict(envelope["event"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEvent(f"not a routed WhatsApp event: {exc}") from exc

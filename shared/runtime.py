@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared import logs
+from shared.events import MalformedEvent
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def event_function(
                     )
                     return
                 handler(cloud_event)
+            except MalformedEvent as exc:
+                log.error("acknowledging an event no retry can fix: %s", exc, extra={"event_id": cloud_event["id"]})
             except Exception:
                 log.exception("event handling failed; asking for a redelivery", extra={"event_id": cloud_event["id"]})
                 raise

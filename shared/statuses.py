@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import conversations, customers, dashboard, logs
+from shared import conversations, customers, dashboard, events, logs
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
-from shared.whatsapp.updates import StatusUpdate, event_from_json_dict
+from shared.whatsapp.updates import StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,9 @@ class StatusForUnknownMessage(RuntimeError):
 
 
 def handle_status(envelope: dict[str, Any]) -> str:
-    tenant_id = uuid.UUID(envelope["tenant_id"])
-    outlet_id = uuid.UUID(envelope["outlet_id"])
-    status = event_from_json_dict(envelope["event"])
+    tenant_id, outlet_id, status = events.routed_event(envelope)
     if not isinstance(status, StatusUpdate):
-        raise ValueError(f"unexpected event kind on the statuses topic: {type(status).__name__}")
+        raise events.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
         message = session.scalars(
             select(Message)

@@ -127,3 +127,20 @@ def test_secrets_never_reach_the_logs(stack: LocalStack) -> None:
         text = log_file.read_text(errors="replace")
         for name in ("app_secret", "demo_access_token", "token_key"):
             assert secrets[name] not in text, f"{name} appears in {log_file.name}"
+
+
+def test_a_poison_event_is_acknowledged_not_redelivered_forever(stack: LocalStack) -> None:
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(stack.info["project"], "whatsapp.incoming.messages")
+    message_id = publisher.publish(topic, b"this is not an envelope").result(timeout=10)
+    log_file = Path(stack.info["logs"]) / "functions.log"
+
+    def acknowledged() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+        return [r for r in lines if r.get("event_id") == message_id and "no retry can fix" in str(r["message"])]
+
+    wait_for(acknowledged)
+    time.sleep(3)  # a redelivery (1 s backoff) would have logged again by now
+    assert len(acknowledged()) == 1
