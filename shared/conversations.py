@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import customers, dashboard, events, handoff, logs, replies, send_queue
-from shared.db.models import AuditLogEntry, Conversation, Customer, Message, Tenant
+from shared.db.models import OPEN_CONVERSATION_STATUSES, AuditLogEntry, Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import IdentityChange, InboundMessage
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_WINDOW = timedelta(hours=24)  # WhatsApp's customer-service window
 STALE_AFTER = timedelta(hours=1)  # an AI answer this late would confuse more than help
-OPEN = ("active", "handed_off")
+OPEN = OPEN_CONVERSATION_STATUSES
 NOT_ANSWERED = frozenset({"reaction"})  # a thumbs-up on our reply is not a question
 HANDOFF_NOTICE = {
     "en": "Got it — I'm connecting you with our team. A staff member will reply here shortly.",

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Conversation, Customer
+from shared.db.models import OPEN_CONVERSATION_STATUSES, Conversation, Customer
 from shared.whatsapp.updates import CustomerIdentity
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
     open_of_keep = set(
         session.scalars(
             select(Conversation.outlet_id).where(
-                Conversation.customer_id == keep.id, Conversation.status.in_(("active", "handed_off"))
+                Conversation.customer_id == keep.id, Conversation.status.in_(OPEN_CONVERSATION_STATUSES)
             )
         )
     )
@@ -99,7 +99,7 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
         .where(
             Conversation.customer_id == duplicate.id,
             Conversation.outlet_id.in_(open_of_keep),
-            Conversation.status.in_(("active", "handed_off")),
+            Conversation.status.in_(OPEN_CONVERSATION_STATUSES),
         )
         .values(status="resolved", resolved_at=duplicate.last_seen_at)
     )

@@ -252,7 +252,6 @@ class Conversation(Base):
     # Start of WhatsApp's 24-hour customer-service window.
     last_customer_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
-    low_confidence_count: Mapped[int] = mapped_column(server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 

@@ -257,7 +257,6 @@ def _create_tables() -> None:
         _timestamp("resolved_at"),
         _timestamp("last_customer_message_at"),
         _timestamp("last_message_at"),
-        _count("low_confidence_count"),
         _now("created_at"),
         _now("updated_at"),
         _pk("conversations"),
