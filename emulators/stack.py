@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -36,8 +35,6 @@ from emulators.pubsub_push import subscription_name
 from shared.config import settings
 from shared.db.engine import reset_engine
 from shared.deployment import PubSubTrigger, declaration
-
-log = logging.getLogger(__name__)
 
 PROJECT = "demo-whatsapp-crm"  # a "demo-" project: emulators refuse to reach real services for it
 LOCATION = "asia-southeast2"

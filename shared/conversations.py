@@ -69,7 +69,7 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
     reply_id, pending = None, stored.pending
     if not stored.handed_off:
         reply_id, pending = answer_waiting(tenant_id, stored.conversation_id)
-    settle(tenant_id, pending)
+    settle(pending)
     log.info(
         "inbound message handled",
         extra={
@@ -369,12 +369,12 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
     return Pending(tenant_id, queued, conversation, messages)
 
 
-def settle(tenant_id: uuid.UUID, pending: Pending) -> None:
+def settle(pending: Pending) -> None:
     """After the commit: queue each waiting send (named after its message, so queueing it again
     never sends twice) and update the dashboard."""
     for message_id in pending.queued:
         send_queue.enqueue(
-            f"send-{message_id}", {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)}
+            f"send-{message_id}", {"tenant_id": str(pending.tenant_id), "kind": "send", "message_id": str(message_id)}
         )
     dashboard.write(pending.conversation, pending.messages)
 
@@ -613,5 +613,5 @@ def queue_agent_message(
             session, tenant_id, user_id, "conversation.agent_message", conversation_id, {"message_id": str(message_id)}
         )
         pending = pending_after(session, tenant_id, conversation_id)
-    settle(tenant_id, pending)
+    settle(pending)
     return message_id

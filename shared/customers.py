@@ -133,12 +133,5 @@ def rekey(
     for other in (new_bsuid, new_phone):
         if other is not None and other.id != customer.id:
             customer = merge(session, keep=customer, duplicate=other)
-    if new.phone and new.phone != old.phone:
-        customer.phone_number = new.phone
-    if new.bsuid and new.bsuid != old.bsuid:
-        customer.bsuid = new.bsuid
-    if new.parent_bsuid:
-        customer.parent_bsuid = new.parent_bsuid
-    if customer.last_seen_at is None or seen_at > customer.last_seen_at:
-        customer.last_seen_at = seen_at
+    _absorb(customer, new, seen_at)
     return customer

@@ -24,35 +24,36 @@ def _client() -> firestore.Client:
     return firestore.Client(project=settings().google_cloud_project)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _document(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 def conversation_path(tenant_id: object, conversation_id: object) -> str:
     return f"tenants/{tenant_id}/conversations/{conversation_id}"
 
 
-def write(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-    """Write one conversation summary and any of its messages in one batch."""
+def _commit(
+    tenant_id: object, conversation_id: object, summary: dict[str, Any] | None, messages: Sequence[dict[str, Any]]
+) -> None:
+    """One batch: the conversation summary (when given) and the messages."""
     client = _client()
     batch = client.batch()
-    conv_ref = client.document(conversation_path(conversation["tenant_id"], conversation["id"]))
-    batch.set(conv_ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in conversation.items()}, merge=True)
+    conversation = client.document(conversation_path(tenant_id, conversation_id))
+    if summary is not None:
+        batch.set(conversation, _document(summary), merge=True)
     for message in messages:
-        ref = conv_ref.collection("messages").document(str(message["id"]))
-        batch.set(ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in message.items()}, merge=True)
+        batch.set(conversation.collection("messages").document(str(message["id"])), _document(message), merge=True)
     batch.commit()
+
+
+def write(conversation: dict[str, Any], messages: Sequence[dict[str, Any]]) -> None:
+    """Write one conversation summary and any of its messages in one batch."""
+    _commit(conversation["tenant_id"], conversation["id"], conversation, messages)
 
 
 def write_messages(tenant_id: object, conversation_id: object, messages: Sequence[dict[str, Any]]) -> None:
     """Update messages whose status changed, leaving the conversation summary as it is."""
-    client = _client()
-    batch = client.batch()
-    base = conversation_path(tenant_id, conversation_id)
-    for message in messages:
-        ref = client.document(f"{base}/messages/{message['id']}")
-        batch.set(ref, {k: _iso(v) if isinstance(v, datetime) else v for k, v in message.items()}, merge=True)
-    batch.commit()
+    _commit(tenant_id, conversation_id, None, messages)
 
 
 def delete_messages(tenant_id: object, messages: Sequence[tuple[object, object]]) -> None:
