@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from shared.config import Settings, settings
+from shared.db.driver import tune_pg8000
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def _pool_options(cfg: Settings) -> dict[str, Any]:
 
 def engine_for_url(url: str, **options: Any) -> Engine:
     """An engine for a URL with our pool defaults; `options` override them (tests use a tiny pool)."""
-    return create_engine(normalize_url(url), **{**_pool_options(settings()), **options})
+    engine = create_engine(normalize_url(url), **{**_pool_options(settings()), **options})
+    tune_pg8000(engine)
+    return engine
 
 
 def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
@@ -70,6 +73,7 @@ def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
         return connector.connect(instance, "pg8000", user=cfg.db_user, db=cfg.db_name, **auth)
 
     engine = create_engine("postgresql+pg8000://", creator=connect, **_pool_options(cfg))
+    tune_pg8000(engine)
     log.info("database engine: Cloud SQL %s, database %s, user %s", instance, cfg.db_name, cfg.db_user)
     return engine, connector
 
