@@ -47,15 +47,15 @@ _original_execute_unnamed = pg8000.core.CoreConnection.execute_unnamed
 
 
 def internals_checked() -> bool:
-    return pg8000.__version__.startswith(CHECKED_VERSIONS)
+    return str(pg8000.__version__).startswith(CHECKED_VERSIONS)
 
 
 def tune_pg8000(engine: Engine) -> None:
     """Make `engine`'s pg8000 connections cheaper per statement (see the module docstring)."""
     with _lock:
         if internals_checked():
-            pg8000.core.CoreConnection.execute_unnamed = _execute_pipelined  # type: ignore[method-assign]
-            pg8000.legacy.convert_paramstyle = _convert_paramstyle  # type: ignore[attr-defined]
+            pg8000.core.CoreConnection.execute_unnamed = _execute_pipelined
+            pg8000.legacy.convert_paramstyle = _convert_paramstyle
             pg8000.dbapi.convert_paramstyle = _convert_paramstyle
         else:
             log.warning("pg8000 %s: not a version the pipelined execute was checked with", pg8000.__version__)
