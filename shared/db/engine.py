@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from shared.config import Settings, settings
@@ -25,6 +26,8 @@ from shared.db.driver import tune_pg8000
 log = logging.getLogger(__name__)
 
 _DRIVERS = {"postgresql", "postgres", "postgresql+pg8000"}
+
+IDLE_CHECK_AFTER = 10.0  # seconds a pooled connection may idle before it is checked on checkout
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -42,21 +45,37 @@ def normalize_url(url: str) -> str:
 
 
 def _pool_options(cfg: Settings) -> dict[str, Any]:
-    # pre_ping: Cloud SQL and idle Cloud Run instances drop connections; recycle before they do.
-    return {
-        "pool_size": cfg.db_pool_size,
-        "max_overflow": 2,
-        "pool_timeout": 30,
-        "pool_recycle": 1800,
-        "pool_pre_ping": True,
-    }
+    # Cloud SQL and idle Cloud Run instances drop connections: recycle them before they do.
+    return {"pool_size": cfg.db_pool_size, "max_overflow": 2, "pool_timeout": 30, "pool_recycle": 1800}
+
+
+def _prepare(engine: Engine) -> Engine:
+    tune_pg8000(engine)
+    _check_idle_connections(engine)
+    return engine
+
+
+def _check_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping, but only for connections that idled: a busy instance's
+    connections are known to be alive, and a ping per transaction was a round trip each."""
+
+    @event.listens_for(engine, "checkin")
+    def idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def check_if_idled(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) <= IDLE_CHECK_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except (engine.dialect.loaded_dbapi.Error, OSError) as error:  # the pool replaces it, tries again
+            raise exc.DisconnectionError("pooled connection was closed while idle") from error
 
 
 def engine_for_url(url: str, **options: Any) -> Engine:
     """An engine for a URL with our pool defaults; `options` override them (tests use a tiny pool)."""
-    engine = create_engine(normalize_url(url), **{**_pool_options(settings()), **options})
-    tune_pg8000(engine)
-    return engine
+    return _prepare(create_engine(normalize_url(url), **{**_pool_options(settings()), **options}))
 
 
 def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
@@ -72,8 +91,7 @@ def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
     def connect() -> Any:
         return connector.connect(instance, "pg8000", user=cfg.db_user, db=cfg.db_name, **auth)
 
-    engine = create_engine("postgresql+pg8000://", creator=connect, **_pool_options(cfg))
-    tune_pg8000(engine)
+    engine = _prepare(create_engine("postgresql+pg8000://", creator=connect, **_pool_options(cfg)))
     log.info("database engine: Cloud SQL %s, database %s, user %s", instance, cfg.db_name, cfg.db_user)
     return engine, connector
 

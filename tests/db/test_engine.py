@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 from shared.config import settings
-from shared.db.engine import get_engine, normalize_url, reset_engine
+from shared.db import engine as engine_module
+from shared.db.engine import engine_for_url, get_engine, normalize_url, reset_engine
 from shared.db.models import Message
 from shared.db.tenancy import tenant_session
 
@@ -63,3 +65,21 @@ def test_database_url_gives_a_cached_app_engine(configured, db_urls, tenant_a, c
 def test_no_configuration_is_a_clear_error(configured) -> None:
     with pytest.raises(RuntimeError, match="run scripts/dev"):
         get_engine()
+
+
+def test_a_connection_closed_while_idle_is_replaced_unseen(db_urls, postgres_superuser_url, monkeypatch) -> None:
+    """No ping per transaction, yet a pooled connection the server dropped while it idled
+    (Cloud SQL maintenance, a throttled Cloud Run instance) never reaches application code."""
+    engine = engine_for_url(db_urls.app_url, pool_size=1, max_overflow=0)
+    superuser = create_engine(normalize_url(postgres_superuser_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            first_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with superuser.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        monkeypatch.setattr(engine_module, "IDLE_CHECK_AFTER", 0.0)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != first_pid
+    finally:
+        engine.dispose()
+        superuser.dispose()
