@@ -80,21 +80,28 @@ def _client(token: str) -> GraphClient:
 
 def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: bool) -> TaskResult:
     with tenant_session(tenant_id) as session:
-        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).first()
-        if message is None:
+        row = session.execute(
+            select(Message, Conversation, Outlet, Customer)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Outlet, Outlet.id == Message.outlet_id)
+            .join(Customer, Customer.id == Conversation.customer_id)
+            .where(Message.id == message_id)
+            .with_for_update(of=Message)
+        ).first()
+        if row is None:
             if retry_count < MISSING_RETRIES:
                 return TaskResult(503, "message not visible yet")
             return TaskResult(200, "no such message (its transaction was rolled back)")
+        message, conversation, outlet, customer = row.tuple()
         if message.status != "queued" or message.direction != "outbound":
             return TaskResult(200, f"already {message.status}")
-        conversation = session.get_one(Conversation, message.conversation_id)
         if _earlier_reply_pending(session, message):
             return TaskResult(503, "an earlier reply of this conversation has not gone out yet")
         if message.type != "template" and not conversations.window_open(conversation):
             _fail(message, *OUTSIDE_WINDOW)
             result = TaskResult(200, "outside the 24-hour window: not sent")
         else:
-            result = _deliver(session, message, conversation, final)
+            result = _deliver(message, outlet, customer, final)
         snapshot = conversations.message_document(tenant_id, message) if message.status != "queued" else None
         sent = message.status == "sent"
         conversation_id = message.conversation_id
@@ -105,9 +112,7 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
     return result
 
 
-def _deliver(session: Session, message: Message, conversation: Conversation, final: bool) -> TaskResult:
-    outlet = session.get_one(Outlet, message.outlet_id)
-    customer = session.get_one(Customer, conversation.customer_id)
+def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) -> TaskResult:
     if outlet.access_token_ciphertext is None:
         _fail(message, 190, "The outlet has no WhatsApp access token")
         return TaskResult(200, "no access token: not sent")
@@ -192,14 +197,17 @@ def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
 def mark_read(tenant_id: uuid.UUID, message_id: uuid.UUID, typing_indicator: bool, final: bool) -> TaskResult:
     """Blue ticks (and "typing...") on the customer's message while the reply is prepared."""
     with tenant_session(tenant_id) as session:
-        message = session.get(Message, message_id)
-        if message is None or message.wa_message_id is None:
-            return TaskResult(200, "nothing to mark read")
-        outlet = session.get_one(Outlet, message.outlet_id)
-        if outlet.access_token_ciphertext is None:
-            return TaskResult(200, "no access token")
-        token = decrypt_access_token(outlet.access_token_ciphertext)
-        phone_number_id, wa_message_id = outlet.phone_number_id, message.wa_message_id
+        row = session.execute(
+            select(Message.wa_message_id, Outlet.phone_number_id, Outlet.access_token_ciphertext)
+            .join(Outlet, Outlet.id == Message.outlet_id)
+            .where(Message.id == message_id)
+        ).first()
+    if row is None or row.wa_message_id is None:
+        return TaskResult(200, "nothing to mark read")
+    if row.access_token_ciphertext is None:
+        return TaskResult(200, "no access token")
+    token = decrypt_access_token(row.access_token_ciphertext)
+    phone_number_id, wa_message_id = row.phone_number_id, row.wa_message_id
     try:
         _client(token).mark_read(phone_number_id, wa_message_id, typing_indicator)
     except GraphError as error:

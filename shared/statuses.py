@@ -35,36 +35,34 @@ def handle_status(envelope: dict[str, Any]) -> str:
     if not isinstance(status, StatusUpdate):
         raise events.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
-        message = session.scalars(
-            select(Message)
+        row = session.execute(
+            select(Message, Customer)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Customer, Customer.id == Conversation.customer_id)
             .where(
                 Message.outlet_id == outlet_id,
                 Message.wa_message_id == status.id,
                 Message.direction == "outbound",
             )
-            .with_for_update()
+            .with_for_update(of=Message)
         ).first()
-        if message is None:
+        if row is None:
             if datetime.now(UTC) - status.timestamp < UNKNOWN_MESSAGE_PATIENCE:
                 raise StatusForUnknownMessage(f"no outbound message {status.id} yet")
             log.info("status for a message we did not send; dropped", extra={"wa_message_id": status.id})
             return "unknown message"
+        message, customer = row.tuple()
         outcome = _apply(message, status)
-        _learn_identifiers(session, tenant_id, message, status)
+        _learn_identifiers(session, tenant_id, customer, status)
         snapshot = conversations.message_document(tenant_id, message)
     if outcome != "unchanged":
         dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
     return outcome
 
 
-def _learn_identifiers(session: Session, tenant_id: uuid.UUID, message: Message, status: StatusUpdate) -> None:
+def _learn_identifiers(session: Session, tenant_id: uuid.UUID, customer: Customer, status: StatusUpdate) -> None:
     """A status may be the first payload that pairs the customer's phone with their BSUID."""
     recipient = status.recipient
-    customer = session.scalars(
-        select(Customer)
-        .join(Conversation, Conversation.customer_id == Customer.id)
-        .where(Conversation.id == message.conversation_id)
-    ).one()
     new_bsuid = recipient.bsuid is not None and recipient.bsuid != customer.bsuid
     new_phone = recipient.phone is not None and recipient.phone != customer.phone_number
     if new_bsuid or new_phone:
