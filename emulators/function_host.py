@@ -3,7 +3,10 @@
 `http://127.0.0.1:8080/<function-name>` stands for the function's Cloud Run URL: each
 function is the Flask app functions-framework builds for it in production, mounted under
 its name. Pub/Sub push, Cloud Tasks, the storage watcher and the scheduler call these URLs.
-Run with gunicorn: `gunicorn 'emulators.function_host:create_host_app()'`.
+Run with gunicorn: `gunicorn 'emulators.function_host:create_host_app()'`. A function that
+must answer fast under load can also get a host of its own, as it has its own instances in
+production: `create_host_app(only="whatsapp-webhook")` (the stack does this for the webhook,
+whose acknowledgement Meta times, so it never waits for the GIL behind conversation work).
 """
 
 from __future__ import annotations
@@ -29,14 +32,17 @@ def signature_type(name: str) -> str:
     return "http" if name in http_functions() else "cloudevent"
 
 
-def _index(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    """GET / lists the functions; anything else under an unknown path is a 404."""
-    if environ.get("PATH_INFO", "/") in ("", "/"):
-        body = json.dumps({"functions": sorted(declaration().functions)}).encode()
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [body]
-    start_response("404 Not Found", [("Content-Type", "application/json")])
-    return [b'{"error": "no function at this path"}']
+def _index(names: list[str]) -> Any:
+    """GET / lists the functions served here; anything else under an unknown path is a 404."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "/") in ("", "/"):
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps({"functions": sorted(names)}).encode()]
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [b'{"error": "no function at this path"}']
+
+    return wsgi
 
 
 def _at_root(app: Any) -> Any:
@@ -50,8 +56,13 @@ def _at_root(app: Any) -> Any:
     return wsgi
 
 
-def create_host_app() -> DispatcherMiddleware:
+def create_host_app(only: str = "") -> DispatcherMiddleware:
+    """All declared functions, or only those named in `only` (comma-separated)."""
     decl = declaration()
+    wanted = [name for name in only.split(",") if name] or list(decl.functions)
+    unknown = set(wanted) - set(decl.functions)
+    if unknown:
+        raise ValueError(f"no such function: {', '.join(sorted(unknown))}")
     mounts = {
         f"/{name}": _at_root(
             functions_framework.create_app(
@@ -59,5 +70,6 @@ def create_host_app() -> DispatcherMiddleware:
             )
         )
         for name, fn in decl.functions.items()
+        if name in wanted
     }
-    return DispatcherMiddleware(_index, mounts)
+    return DispatcherMiddleware(_index(wanted), mounts)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from emulators.processes import Service, http_answers, port_is_open, start
@@ -172,7 +173,17 @@ def start_auth(port: int, project: str, state_dir: Path, log_dir: Path) -> Servi
     )
 
 
-def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> Service:
+def start_function_host(
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    workers: int = 2,
+    *,
+    threads: int = 8,
+    only: Sequence[str] = (),
+    name: str = "functions",
+) -> Service:
+    """gunicorn serving every declared function (or only `only`) under /<function-name>."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [
         str(gunicorn),
@@ -181,7 +192,7 @@ def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: 
         "--workers",
         str(workers),
         "--threads",
-        "8",
+        str(threads),
         "--worker-class",
         "gthread",
         "--timeout",
@@ -190,10 +201,10 @@ def start_function_host(port: int, env: dict[str, str], log_dir: Path, workers: 
         "5",
         "--chdir",
         str(REPO_ROOT),
-        "emulators.function_host:create_host_app()",
+        f"emulators.function_host:create_host_app(only={','.join(only)!r})",
     ]
     return start(
-        "functions",
+        name,
         command,
         log_dir=log_dir,
         env=env,

@@ -40,6 +40,7 @@ PROJECT = "demo-whatsapp-crm"  # a "demo-" project: emulators refuse to reach re
 LOCATION = "asia-southeast2"
 DEV_PORTS = {
     "functions": 8080,
+    "webhook": 8081,
     "pubsub": 8085,
     "firestore": 8086,
     "storage": 9023,
@@ -50,6 +51,7 @@ DEV_PORTS = {
     "postgres": 5433,
 }
 PYTHON = sys.executable
+WEBHOOK = "whatsapp-webhook"
 
 
 @dataclass
@@ -106,7 +108,7 @@ class LocalStack:
         functions_url = f"http://127.0.0.1:{ports['functions']}"
         external_graph = os.environ.get("WHATSAPP_GRAPH_API_URL")
         graph_url = external_graph or f"http://127.0.0.1:{ports['whatsapp']}"
-        webhook_url = f"{functions_url}/whatsapp-webhook"
+        webhook_url = f"http://127.0.0.1:{ports['webhook']}/{WEBHOOK}"  # its own host: see function_host
         bucket = os.environ.get(declaration().buckets["documents"].env) or declaration().buckets["documents"].local_name
 
         from emulators.storage import start_storage_emulator
@@ -201,6 +203,9 @@ class LocalStack:
 
         self.services.append(
             services.start_function_host(ports["functions"], self.env, logs, self.options.function_workers)
+        )
+        self.services.append(
+            services.start_function_host(ports["webhook"], self.env, logs, 1, threads=4, only=[WEBHOOK], name=WEBHOOK)
         )
         _wire_pubsub()
         self.services.append(

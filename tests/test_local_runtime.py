@@ -52,6 +52,16 @@ def test_function_host_lists_functions_and_answers_unknown_paths_with_404(stack:
     assert requests.get(f"{base}/no-such-function", timeout=5).status_code == 404
 
 
+def test_the_webhook_has_a_host_of_its_own_serving_only_it(stack: LocalStack) -> None:
+    """Like its own Cloud Run service: conversation work elsewhere never delays its answer."""
+    webhook_url = stack.info["webhook_url"]
+    own_host = webhook_url.rsplit("/", 1)[0]
+    assert own_host != stack.info["functions_base_url"]
+    assert requests.get(own_host, timeout=5).json() == {"functions": ["whatsapp-webhook"]}
+    assert requests.get(f"{webhook_url}/health", timeout=5).status_code == 200
+    assert requests.get(f"{own_host}/conversation", timeout=5).status_code == 404
+
+
 def _upload(stack: LocalStack, name: str, data: bytes, content_type: str) -> None:
     client = storage.Client(project=stack.info["project"], credentials=AnonymousCredentials())
     client.bucket(stack.info["documents_bucket"]).blob(name).upload_from_string(data, content_type=content_type)
