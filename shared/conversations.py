@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -353,19 +353,19 @@ def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.Recent
 
 def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> Pending:
     """Read, inside the transaction, what `settle` must do once it commits: every outbound
-    message still queued (also those an earlier, failed attempt left) and the dashboard view."""
-    queued = list(
-        session.scalars(
-            select(Message.id)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.direction == "outbound",
-                Message.status == "queued",
-            )
-            .order_by(Message.created_at)
+    message still queued (also those an earlier, failed attempt left) and the dashboard view
+    of what this transaction wrote (`updated_at` is the transaction's now()). One query."""
+    touched = (Message.updated_at >= func.now()).label("touched")
+    rows = session.execute(
+        select(Message, touched)
+        .where(
+            Message.conversation_id == conversation_id,
+            or_(Message.updated_at >= func.now(), and_(Message.direction == "outbound", Message.status == "queued")),
         )
-    )
-    conversation, messages = _snapshot(session, tenant_id, conversation_id, touched_only=True)
+        .order_by(Message.created_at.desc())
+    ).all()
+    queued = [m.id for m, _ in reversed(rows) if m.direction == "outbound" and m.status == "queued"]
+    conversation, messages = _snapshot(session, tenant_id, conversation_id, [r.Message for r in rows if r.touched])
     return Pending(tenant_id, queued, conversation, messages)
 
 
@@ -425,10 +425,10 @@ def mirror(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
 
 
 def _snapshot(
-    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, touched_only: bool = False
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, touched: list[Message] | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The dashboard's view of a conversation: its summary, and its messages that this
-    transaction wrote (`updated_at` is the transaction's now()) or else the latest few."""
+    """The dashboard's view of a conversation: its summary, and the messages this transaction
+    wrote (`touched`, newest first) or else the latest few."""
     row = session.execute(
         select(Conversation, Customer)
         .join(Customer, Customer.id == Conversation.customer_id)
@@ -436,8 +436,8 @@ def _snapshot(
     ).one()
     conversation, customer = row.Conversation, row.Customer
     newest_first = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at.desc())
-    if touched_only:
-        messages = list(session.scalars(newest_first.where(Message.updated_at >= func.now())))
+    if touched is not None:
+        messages = touched
         # The newest message is nearly always one this transaction wrote: no extra query then.
         last = messages[0] if messages else session.scalars(newest_first.limit(1)).first()
     else:

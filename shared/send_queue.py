@@ -17,6 +17,7 @@ from google.api_core.exceptions import Aborted, Conflict
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
 
+from shared import outbound
 from shared.config import settings
 from shared.deployment import declaration
 
@@ -29,11 +30,15 @@ SEND_QUEUE = "whatsapp-send"
 def _client() -> tasks_v2.CloudTasksClient:
     emulator = settings().cloud_tasks_emulator_host
     if emulator:
-        return tasks_v2.CloudTasksClient(
+        client = tasks_v2.CloudTasksClient(
             transport="rest",
             client_options=ClientOptions(api_endpoint=f"http://{emulator}"),
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
+        session = getattr(client.transport, "_session", None)  # the REST transport's AuthorizedSession
+        if session is not None:
+            outbound.read_environment_once(session)
+        return client
     return tasks_v2.CloudTasksClient()
 
 

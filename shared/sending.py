@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import conversations, dashboard, events, logs
+from shared import conversations, dashboard, events, logs, outbound
 from shared.access_tokens import decrypt_access_token
 from shared.config import settings
 from shared.db.models import Conversation, Customer, Message, Outlet
@@ -36,7 +35,7 @@ __all__ = ["QUEUE", "TaskResult", "handle_task"]
 ORDER_WAIT = timedelta(minutes=10)  # how long a later reply waits for an earlier one to go out
 MISSING_RETRIES = 3  # a task can outrun the commit of its message; after this, it was rolled back
 OUTSIDE_WINDOW = (131047, "Re-engagement message: outside the 24-hour customer service window (not sent)")
-_session = requests.Session()  # connection reuse across tasks on this instance
+_session = outbound.session()  # connection reuse across tasks on this instance
 
 
 @dataclass(frozen=True, slots=True)
