@@ -26,7 +26,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import customers, dashboard, events, handoff, logs, replies, send_queue
-from shared.db.models import OPEN_CONVERSATION_STATUSES, AuditLogEntry, Conversation, Customer, Message, Tenant
+from shared.db.models import (
+    OPEN_CONVERSATION_PREDICATE,
+    OPEN_CONVERSATION_STATUSES,
+    AuditLogEntry,
+    Conversation,
+    Customer,
+    Message,
+    Tenant,
+)
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import IdentityChange, InboundMessage
 
@@ -184,7 +192,7 @@ def open_conversation(
         .values(tenant_id=tenant_id, outlet_id=outlet_id, customer_id=customer_id, status="active")
         .on_conflict_do_nothing(
             index_elements=[Conversation.outlet_id, Conversation.customer_id],
-            index_where=Conversation.status.in_(OPEN),
+            index_where=text(OPEN_CONVERSATION_PREDICATE),
         )
     )
     return session.scalars(

@@ -10,6 +10,11 @@ host's CPU. `tune_pg8000()` changes three things, without changing any result:
 - Parse, Describe, Bind, Execute and Sync go out in one write and are answered in one read:
   the extended-query protocol allows this pipelining, and an error still ends at the Sync
   (the server skips the rest), raised exactly as before;
+- a SQL text a connection runs again becomes a named prepared statement on that connection
+  (as psycopg and asyncpg do), so PostgreSQL stops parsing, rewriting (row-level security)
+  and planning it from scratch every time; at most `PREPARED_PER_CONNECTION` are kept, and
+  when a schema change invalidates them (SQLSTATE 0A000) they are forgotten and the error
+  raised, for the caller's retry;
 - the placeholder rewrite of each SQL text is remembered (SQLAlchemy sends the same texts,
   from its compiled cache, again and again);
 - timestamps are parsed with `datetime.fromisoformat` (PostgreSQL's text form is ISO 8601),
@@ -25,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -34,12 +40,16 @@ import pg8000.core
 import pg8000.dbapi
 import pg8000.legacy
 from pg8000.core import BIND, DESCRIBE, EXECUTE_MSG, NULL_BYTE, PARSE, STATEMENT, SYNC_MSG, H_pack, i_pack
+from pg8000.exceptions import DatabaseError
 from sqlalchemy import Engine, event
 
 log = logging.getLogger(__name__)
 
 CHECKED_VERSIONS = ("1.31.",)  # pg8000 releases whose internals the pipelined execute matches
 TIMESTAMP_OID, TIMESTAMPTZ_OID = 1114, 1184
+PREPARE_AFTER = 2  # executions of one SQL text on one connection before it is prepared
+PREPARED_PER_CONNECTION = 256  # SQL texts remembered per connection (prepared or counted)
+STALE_PREPARED = frozenset({"0A000", "26000"})  # result type changed by DDL; no such statement
 
 _lock = threading.Lock()
 _original_convert_paramstyle = pg8000.dbapi.convert_paramstyle
@@ -66,10 +76,39 @@ def tune_pg8000(engine: Engine) -> None:
 def _execute_pipelined(
     self: pg8000.core.CoreConnection, statement: str, vals: Any = (), oids: Any = (), stream: Any = None
 ) -> pg8000.core.Context:
-    """pg8000's execute_unnamed in one round trip instead of three."""
+    """pg8000's execute_unnamed in one round trip instead of three, prepared once repeated."""
     if stream is not None:  # COPY: keep pg8000's own sequence
         return _original_execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
     params = pg8000.core.make_params(self.py_types, vals)  # first: a bad value leaves nothing half-sent
+    known: OrderedDict[tuple[str, tuple[int, ...]], Any] = self.__dict__.setdefault("_crm_statements", OrderedDict())
+    key = (statement, tuple(oids))
+    entry = known.get(key, 0)
+    if isinstance(entry, int) and entry + 1 < PREPARE_AFTER:
+        _remember(self, known, key, entry + 1)
+        return _run_unnamed(self, statement, params, oids)
+    if isinstance(entry, int):
+        entry = self.prepare_statement(statement, oids)  # (name, columns, input_funcs)
+        _remember(self, known, key, entry)
+    else:
+        known.move_to_end(key)
+    try:
+        return self.execute_named(entry[0], params, entry[1], entry[2], statement)
+    except DatabaseError as error:
+        if isinstance(error.args[0], dict) and error.args[0].get("C") in STALE_PREPARED:
+            known.clear()  # prepare afresh on the next attempt
+        raise
+
+
+def _remember(self: pg8000.core.CoreConnection, known: OrderedDict[Any, Any], key: Any, entry: Any) -> None:
+    known[key] = entry
+    known.move_to_end(key)
+    while len(known) > PREPARED_PER_CONNECTION:
+        _, oldest = known.popitem(last=False)
+        if not isinstance(oldest, int):
+            self.close_prepared_statement(oldest[0])
+
+
+def _run_unnamed(self: pg8000.core.CoreConnection, statement: str, params: Any, oids: Any) -> pg8000.core.Context:
     encoding = self._client_encoding
     parse = bytearray(NULL_BYTE + statement.encode(encoding) + NULL_BYTE + H_pack(len(oids)))
     for oid in oids:

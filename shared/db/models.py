@@ -54,6 +54,9 @@ OUTLET_STATUSES = ("active", "disabled")
 USER_ROLES = ("owner", "admin", "agent", "viewer")
 CONVERSATION_STATUSES = ("active", "handed_off", "resolved", "expired")
 OPEN_CONVERSATION_STATUSES = ("active", "handed_off")
+# The one-open-conversation index's predicate, as literal SQL: an upsert naming it must spell
+# it the same way, not with bound values (a prepared statement could not infer the index).
+OPEN_CONVERSATION_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in OPEN_CONVERSATION_STATUSES) + ")"
 MESSAGE_DIRECTIONS = ("inbound", "outbound")
 SENDER_TYPES = ("customer", "llm", "agent", "system")
 MESSAGE_STATUSES = (
@@ -229,7 +232,7 @@ class Conversation(Base):
             "outlet_id",
             "customer_id",
             unique=True,
-            postgresql_where=text("status IN ('active', 'handed_off')"),
+            postgresql_where=text(OPEN_CONVERSATION_PREDICATE),
         ),
         Index(
             "ix_conversations_tenant_id_status_last_message_at",

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pg8000
 import pg8000.core
 import pytest
-from sqlalchemy import Engine, exc, text
+from sqlalchemy import Connection, Engine, exc, text
 
 from shared.db import driver
 from shared.db.bootstrap import DatabaseUrls
@@ -144,3 +144,47 @@ def test_another_engine_on_the_same_database_is_tuned_too(db_urls: DatabaseUrls)
         assert at.tzinfo is not None
     finally:
         other.dispose()
+
+
+def _prepared_on_server(connection: Connection) -> int:
+    return connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+
+
+def test_a_repeated_statement_is_prepared_once_and_then_only_bound(engine: Engine, flushes: list[int]) -> None:
+    query = text("SELECT CAST(:a AS int) * 3")
+    with engine.connect() as connection:
+        before = _prepared_on_server(connection)
+        results = [connection.execute(query, {"a": n}).scalar_one() for n in range(5)]
+        assert results == [0, 3, 6, 9, 12]
+        assert _prepared_on_server(connection) == before + 1
+        flushes.clear()
+        assert connection.execute(query, {"a": 7}).scalar_one() == 21
+        assert len(flushes) == 1
+
+
+def test_a_schema_change_under_a_prepared_statement_fails_once_then_works(engine: Engine) -> None:
+    """DDL that changes a prepared statement's result type: the error reaches the caller (whose
+    transaction is broken anyway, so it retries), and the retry prepares the statement anew."""
+    query = text("SELECT * FROM drinks WHERE price > :floor ORDER BY name")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TEMP TABLE drinks (name text, price int)"))
+        connection.execute(text("INSERT INTO drinks VALUES ('kopi susu', 18000), ('teh tarik', 15000)"))
+        for _ in range(3):
+            assert len(connection.execute(query, {"floor": 0}).all()) == 2
+        connection.commit()
+        connection.execute(text("ALTER TABLE drinks ADD COLUMN size text DEFAULT 'besar'"))
+        connection.commit()
+        with pytest.raises(exc.DBAPIError, match="0A000"):
+            connection.execute(query, {"floor": 0})
+        connection.rollback()
+        assert connection.execute(query, {"floor": 16000}).all() == [("kopi susu", 18000, "besar")]
+
+
+def test_prepared_statements_per_connection_are_bounded(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "PREPARED_PER_CONNECTION", 5)
+    with engine.connect() as connection:
+        before = _prepared_on_server(connection)
+        for n in range(20):
+            for _ in range(2):
+                assert connection.execute(text(f"SELECT CAST(:a AS int) + {n}"), {"a": 1}).scalar_one() == n + 1
+        assert _prepared_on_server(connection) - before <= 5
