@@ -9,6 +9,7 @@ agent returned to the AI from bouncing straight back to the agents.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -70,13 +71,18 @@ def _normalize(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", folded))
 
 
+@functools.lru_cache(maxsize=1024)  # the same keywords for every message: fold each once
+def _normalized_keyword(keyword: str) -> str:
+    return _normalize(keyword)
+
+
 def keyword_requested(text: str | None, extra_keywords: Iterable[str] = ()) -> str | None:
     """The keyword the text asks for a person with, matched on whole words, or None."""
     if not text:
         return None
     words = f" {_normalize(text)} "
     for keyword in (*extra_keywords, *DEFAULT_KEYWORDS):
-        needle = _normalize(keyword)
+        needle = _normalized_keyword(keyword)
         if needle and f" {needle} " in words:
             return keyword
     return None
