@@ -15,6 +15,8 @@ Control endpoints (not part of Graph): GET /_sim/health; GET|DELETE /_sim/calls
 from __future__ import annotations
 
 import argparse
+import heapq
+import http.client
 import itertools
 import json
 import logging
@@ -24,17 +26,18 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from emulators.cloud_tasks import Connections, KeepAliveRequestHandler
 from shared.whatsapp.errors import error_class_for_code
 from shared.whatsapp.signature import sign
 
@@ -66,6 +69,7 @@ _HTTP_STATUS_BY_CODE = {
 }  # fmt: skip
 _STATUS_SEQUENCE = ("sent", "delivered", "read")
 _WABA_ID = "102290129340398"
+WEBHOOK_TIMEOUT = 5.0  # seconds
 
 
 @dataclass
@@ -81,6 +85,18 @@ class _WebhookTarget:
     url: str
     app_secret: str
     delay: float
+
+
+@dataclass
+class _Statuses:
+    """The status webhooks one accepted send still owes, `sent` first."""
+
+    target: _WebhookTarget
+    phone_number_id: str
+    wamid: str
+    addressing: dict[str, str]
+    category: str
+    remaining: list[str] = field(default_factory=lambda: list(_STATUS_SEQUENCE))
 
 
 class _AnswerError(Exception):
@@ -128,8 +144,8 @@ class Simulator:
         self._status_webhooks = bool(webhook_url and app_secret)
         self._status_delay = status_delay
         self._record_path = record_path
-        self._display_phone_number = display_phone_number
         self._sequence = itertools.count(1)
+        self._statuses = _StatusPoster(display_phone_number)
         self._urls = Map(
             [
                 Rule("/_sim/health", endpoint="health", methods=["GET"]),
@@ -282,12 +298,8 @@ class Simulator:
             addressing = {"recipient_user_id": body["recipient"]}
         target = self._webhook_target()
         if target is not None:
-            threading.Thread(
-                target=self._post_statuses,
-                args=(target, phone_number_id, wamid, addressing, body["type"]),
-                name=f"status-webhooks-{wamid}",
-                daemon=True,
-            ).start()
+            category = "utility" if body["type"] == "template" else "service"
+            self._statuses.post(_Statuses(target, phone_number_id, wamid, addressing, category))
         answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
         return _json(answer), wamid
 
@@ -320,69 +332,92 @@ class Simulator:
                 return None
             return _WebhookTarget(self._webhook_url, self._app_secret, self._status_delay)
 
-    def _post_statuses(
-        self,
-        target: _WebhookTarget,
-        phone_number_id: str,
-        wamid: str,
-        addressing: dict[str, str],
-        msg_type: str,
-    ) -> None:
-        category = "utility" if msg_type == "template" else "service"
-        for status in _STATUS_SEQUENCE:
-            time.sleep(target.delay)
-            entry: dict[str, Any] = {
-                "id": wamid,
-                "status": status,
-                "timestamp": str(int(time.time())),
-                **addressing,
-                "pricing": {
-                    "billable": category != "service",
-                    "pricing_model": "PMP",
-                    "category": category,
-                    "type": "regular" if category != "service" else "free_customer_service",
-                },
-            }
-            payload = {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": _WABA_ID,
-                        "changes": [
-                            {
-                                "value": {
-                                    "messaging_product": "whatsapp",
-                                    "metadata": {
-                                        "display_phone_number": self._display_phone_number,
-                                        "phone_number_id": phone_number_id,
-                                    },
-                                    "statuses": [entry],
-                                },
-                                "field": "messages",
-                            }
-                        ],
-                    }
-                ],
-            }
-            raw = json.dumps(payload).encode()
-            headers = {
-                "Content-Type": "application/json",
-                "X-Hub-Signature-256": sign(raw, target.app_secret),
-            }
-            try:
-                answer = requests.post(target.url, data=raw, headers=headers, timeout=5)
-            except requests.RequestException as exc:
-                log.warning("status webhook %s for %s not delivered: %s", status, wamid, exc)
-                continue
-            if answer.status_code >= 300:
-                log.warning("status webhook %s for %s answered HTTP %s", status, wamid, answer.status_code)
-
     def _record(self, call: dict[str, Any]) -> None:
         with self._lock:
             self._calls.append(call)
             if self._record_path is not None:
                 with self._record_path.open("a", encoding="utf-8") as out:
                     out.write(json.dumps(call) + "\n")
+
+
+class _StatusPoster:
+    """Posts each send's status webhooks, `status_delay` apart and each after the previous one
+    was answered, as Meta does. One clock thread and a few long-lived workers with kept-alive
+    connections do it: a thread per send and a TCP connection per webhook cost more CPU than
+    answering the send itself."""
+
+    def __init__(self, display_phone_number: str, workers: int = 8) -> None:
+        self._display_phone_number = display_phone_number
+        self._connections = Connections()  # each worker's own
+        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="status-webhooks")
+        self._due: list[tuple[float, int, _Statuses]] = []  # a heap, by time.monotonic()
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._clock: threading.Thread | None = None
+
+    def post(self, statuses: _Statuses) -> None:
+        """Post `statuses` from now on, the first one `status_delay` from now."""
+        with self._changed:
+            if self._clock is None:
+                self._clock = threading.Thread(target=self._run_clock, name="status-webhooks-clock", daemon=True)
+                self._clock.start()
+            heapq.heappush(self._due, (time.monotonic() + statuses.target.delay, next(self._order), statuses))
+            self._changed.notify()
+
+    def _run_clock(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                statuses = heapq.heappop(self._due)[2]
+            self._workers.submit(self._post_next, statuses)
+
+    def _post_next(self, statuses: _Statuses) -> None:
+        status = statuses.remaining.pop(0)
+        entry: dict[str, Any] = {
+            "id": statuses.wamid,
+            "status": status,
+            "timestamp": str(int(time.time())),
+            **statuses.addressing,
+            "pricing": {
+                "billable": statuses.category != "service",
+                "pricing_model": "PMP",
+                "category": statuses.category,
+                "type": "regular" if statuses.category != "service" else "free_customer_service",
+            },
+        }
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": _WABA_ID,
+                    "changes": [
+                        {
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": self._display_phone_number,
+                                    "phone_number_id": statuses.phone_number_id,
+                                },
+                                "statuses": [entry],
+                            },
+                            "field": "messages",
+                        }
+                    ],
+                }
+            ],
+        }
+        raw = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, statuses.target.app_secret)}
+        try:
+            answer = self._connections.request("POST", statuses.target.url, raw, headers, WEBHOOK_TIMEOUT)
+        except (http.client.HTTPException, OSError) as exc:
+            log.warning("status webhook %s for %s not delivered: %s", status, statuses.wamid, exc)
+        else:
+            if answer >= 300:
+                log.warning("status webhook %s for %s answered HTTP %s", status, statuses.wamid, answer)
+        if statuses.remaining:
+            self.post(statuses)
 
 
 def create_app(
@@ -474,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(args.webhook_url, args.app_secret, record_path=args.record, status_delay=args.status_delay)
-    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=KeepAliveRequestHandler)
     log.info("WhatsApp Graph API simulator listening on http://127.0.0.1:%s", server.port)
     try:
         server.serve_forever()

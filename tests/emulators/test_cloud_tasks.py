@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from google.api_core.exceptions import Conflict, NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
 
-from emulators.cloud_tasks import CloudTasksServer, create_server
+from emulators.cloud_tasks import CloudTasksServer, Connections, create_server
 from emulators.processes import free_port, port_is_open, start
 from shared.deployment import QueueConfig
 from tests.emulators.conftest import MakeReceiver
@@ -296,3 +299,58 @@ def test_the_command_line_serves_the_declared_queues_and_stops_on_sigterm(
         finally:
             service.stop()
     assert returncode == 0
+
+
+# The HTTP plumbing the emulators share ------------------------------------------------------------
+
+
+def test_the_api_answers_many_requests_on_one_kept_alive_connection(make_server: MakeServer) -> None:
+    server = make_server()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        chunked = (part for part in (b'{"task": ', b'{"httpRequest": {"url": "http://127.0.0.1:9/"}}}'))
+        headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+        connection.request("POST", f"/v2/{PARENT}/tasks", body=chunked, headers=headers, encode_chunked=True)
+        created = connection.getresponse()
+        assert created.status == 200
+        assert json.loads(created.read())["name"].startswith(f"{PARENT}/tasks/")
+        socket_used = connection.sock
+        assert socket_used is not None  # http.client drops the socket of an answer that closes
+        for _ in range(2):
+            connection.request("GET", "/_emulator/tasks")
+            listed = connection.getresponse()
+            assert listed.status == 200
+            assert len(json.loads(listed.read())["tasks"]) == 1
+            assert connection.sock is socket_used  # not closed after the answer
+    finally:
+        connection.close()
+
+
+def test_connections_replace_one_the_host_closed_while_idle() -> None:
+    accepted: list[object] = []
+
+    class HangsUpAfterEachAnswer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # so the client takes the connection for kept alive
+
+        def do_POST(self) -> None:
+            accepted.append(self.connection)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    host = ThreadingHTTPServer(("127.0.0.1", 0), HangsUpAfterEachAnswer)
+    threading.Thread(target=host.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        connections, url = Connections(), f"http://127.0.0.1:{host.server_port}/x"
+        assert connections.request("POST", url, b"1", {}, 5) == 201
+        time.sleep(0.1)  # the hang-up reaches us
+        assert connections.request("POST", url, b"2", {}, 5) == 201
+    finally:
+        host.shutdown()
+        host.server_close()
+    assert len(accepted) == 2
