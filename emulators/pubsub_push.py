@@ -35,7 +35,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from google.pubsub_v1 import types
 
-from emulators.cloud_tasks import Connections
+from emulators.keepalive import Connections
 from shared.config import settings
 from shared.deployment import PubSubTrigger, declaration
 

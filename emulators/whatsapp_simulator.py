@@ -37,7 +37,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from emulators.cloud_tasks import Connections, KeepAliveRequestHandler
+from emulators.keepalive import Connections, KeepAliveRequestHandler
 from shared.whatsapp.errors import error_class_for_code
 from shared.whatsapp.signature import sign
 

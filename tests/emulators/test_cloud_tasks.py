@@ -22,7 +22,8 @@ from google.api_core.exceptions import Conflict, NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
 
-from emulators.cloud_tasks import CloudTasksServer, Connections, create_server
+from emulators.cloud_tasks import CloudTasksServer, create_server
+from emulators.keepalive import Connections
 from emulators.processes import free_port, port_is_open, start
 from shared.deployment import QueueConfig
 from tests.emulators.conftest import MakeReceiver
