@@ -236,9 +236,10 @@ def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> f
 
 def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float, cpu_busy: float | None) -> Report:
     acked = [item for item in items if item.http_status == 200]
-    first = min(item.sent_at for item in items)
     last = max(item.sent_at for item in items)
-    window = last - first + 1 / rate  # each message stands for one interval of the schedule
+    # The schedule's span (each message stands for one interval of it): a reply counts if it
+    # came no later than DRAIN after the last delivery; the client's own lag is reported apart.
+    window = max(item.scheduled for item in items) - min(item.scheduled for item in items) + 1 / rate
     answered = {item.wamid: min(outcome.reply_times[item.wamid]) for item in acked if item.wamid in outcome.reply_times}
     in_time = {wamid for wamid, at in answered.items() if at <= last + DRAIN}
     per_conversation: dict[int, list[str]] = {}
