@@ -63,6 +63,7 @@ def _print_summary(stack: LocalStack, seconds: float) -> None:
         f"  Cloud Tasks emulator   {info['cloud_tasks_emulator_host']}",
         f"  Scheduler control      {info['scheduler_url']}",
         f"  WhatsApp Graph API     {info['whatsapp_graph_api_url']}",
+        f"  Webhook (Meta's side)  {info['webhook_url']}",
         "  PostgreSQL             " + _hide_password(info["database_url"]),
     ]
     demo = info.get("demo") or {}
