@@ -363,12 +363,12 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
     """Read, inside the transaction, what `settle` must do once it commits: every outbound
     message still queued (also those an earlier, failed attempt left) and the dashboard view
     of what this transaction wrote (`updated_at` is the transaction's now()). One query."""
-    touched = (Message.updated_at >= func.now()).label("touched")
+    touched = Message.updated_at >= func.now()
     rows = session.execute(
-        select(Message, touched)
+        select(Message, touched.label("touched"))
         .where(
             Message.conversation_id == conversation_id,
-            or_(Message.updated_at >= func.now(), and_(Message.direction == "outbound", Message.status == "queued")),
+            or_(touched, and_(Message.direction == "outbound", Message.status == "queued")),
         )
         .order_by(Message.created_at.desc())
     ).all()
