@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -93,6 +94,7 @@ class Report:
     duplicated: int
     client_lag_p99_ms: float
     machine_cpu_busy_pct: float | None  # all processes, during the load: is the machine the limit?
+    cpu_ms_per_message: dict[str, float] = field(default_factory=dict)  # by part of the stack
     targets: dict[str, bool] = field(default_factory=dict)
 
 
@@ -228,13 +230,44 @@ def cpu_ticks() -> tuple[int, int] | None:
     return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # minus idle and iowait
 
 
+def cpu_by_part(pids: dict[str, int]) -> dict[str, int]:
+    """CPU ticks used so far by each part of the stack: a service and every process under it
+    (gunicorn and its workers, a Java emulator and its launcher, PostgreSQL and its backends),
+    and this benchmark itself, which plays Meta and the customers (Linux only; else empty)."""
+    names = {pid: name for name, pid in pids.items()}
+    names[os.getpid()] = "load generator (Meta, customers)"
+    processes: dict[int, tuple[int, int, int]] = {}  # pid: parent, process group, ticks
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            processes[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+        except (OSError, IndexError, ValueError):
+            continue
+    used: dict[str, int] = {}
+    for pid, (_, group, ticks) in processes.items():
+        ancestor = pid
+        while ancestor not in names and group not in names and ancestor in processes and ancestor > 1:
+            ancestor = processes[ancestor][0]
+        part = names.get(ancestor) or names.get(group)
+        if part:
+            used[part] = used.get(part, 0) + ticks
+    return used
+
+
 def busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
     if before is None or after is None or after[1] == before[1]:
         return None
     return 100 * (after[0] - before[0]) / (after[1] - before[1])
 
 
-def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float, cpu_busy: float | None) -> Report:
+def report(
+    items: list[Delivery],
+    outcome: Outcome,
+    duration: float,
+    rate: float,
+    cpu_busy: float | None,
+    cpu_ticks_by_part: dict[str, int],
+) -> Report:
     acked = [item for item in items if item.http_status == 200]
     last = max(item.sent_at for item in items)
     # The schedule's span (each message stands for one interval of it): a reply counts if it
@@ -270,6 +303,10 @@ def report(items: list[Delivery], outcome: Outcome, duration: float, rate: float
         duplicated=twice + outcome.orphan_sends,
         client_lag_p99_ms=(percentile([item.lag for item in items], 99) or 0.0) * 1000,
         machine_cpu_busy_pct=cpu_busy,
+        cpu_ms_per_message={
+            part: 1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(acked))
+            for part, ticks in sorted(cpu_ticks_by_part.items(), key=lambda item: -item[1])
+        },
     )
     result.targets = {
         "ack p99 < 50 ms": result.ack_p99_ms is not None and result.ack_p99_ms < TARGET_ACK_P99_MS,
@@ -314,6 +351,9 @@ def print_report(r: Report, workers: int) -> None:
             "",
         ),
     ]
+    if r.cpu_ms_per_message:
+        rows.append(("CPU per customer message, all parts", ms(sum(r.cpu_ms_per_message.values())), "", ""))
+        rows += [(f"  {part}", ms(value), "", "") for part, value in r.cpu_ms_per_message.items()]
     print(
         f"\npipeline benchmark: {r.duration:g} s at {r.rate:g} msg/s, {r.conversations} conversations, "
         f"function host {workers} gunicorn workers"
@@ -352,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_replies(stack.info, warm, 30)
         print(f"load: {args.duration:g} s at {args.rate:g} msg/s ...", file=sys.stderr, flush=True)
         schedule = plan(args.duration, args.rate, args.customers, rng)
-        before = cpu_ticks()
+        pids = stack.info["pids"]
+        before, parts_before = cpu_ticks(), cpu_by_part(pids)
         items = load.run(schedule, 628100000000 + rng.randrange(10**8), rng, min(64, max(8, int(args.rate))))
-        cpu_busy = busy_pct(before, cpu_ticks())
+        cpu_busy, parts_after = busy_pct(before, cpu_ticks()), cpu_by_part(pids)
+        parts = {part: ticks - parts_before.get(part, 0) for part, ticks in parts_after.items()}
         print("waiting for the last replies ...", file=sys.stderr, flush=True)
         outcome = wait_for_replies(stack.info, items, args.grace)
-        result = report(items, outcome, args.duration, args.rate, cpu_busy)
+        result = report(items, outcome, args.duration, args.rate, cpu_busy, parts)
     finally:
         stack.stop()
         if args.keep_state:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,71 @@ HANDOFF_NOTICE = {
     "en": "Got it — I'm connecting you with our team. A staff member will reply here shortly.",
     "id": "Baik, kami hubungkan dengan tim kami. Staf kami akan segera membalas di sini.",
 }
+
+# The statements of the per-message path, built once: SQLAlchemy memoizes a statement's cache
+# key on the object, so a constant statement skips both building and keying on every message
+# (measured: a fifth of the conversation handler's CPU). Values come as bound parameters.
+_STORED_MESSAGE = select(Message).where(
+    Message.outlet_id == bindparam("outlet_id"), Message.wa_message_id == bindparam("wa_message_id")
+)
+_INSERT_ONCE = (
+    insert(Message)
+    .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
+    .returning(Message.id)
+)
+_INSERT_OPEN_CONVERSATION = insert(Conversation).on_conflict_do_nothing(
+    index_elements=[Conversation.outlet_id, Conversation.customer_id],
+    index_where=text(OPEN_CONVERSATION_PREDICATE),
+)
+_OPEN_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.outlet_id == bindparam("outlet_id"),
+        Conversation.customer_id == bindparam("customer_id"),
+        Conversation.status.in_(OPEN_CONVERSATION_STATUSES),
+    )
+    .with_for_update()
+)
+_MARK_PROCESSED = (
+    update(Message)
+    .where(Message.id == bindparam("message_id"))
+    .values(status="processed")
+    .execution_options(synchronize_session=False)  # the message is not loaded in this session
+)
+_CONVERSATION_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_WAITING = (
+    select(Message)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == "inbound",
+        Message.status == "received",
+    )
+    .order_by(Message.customer_sent_at, Message.created_at)
+)
+_RECENT = (
+    select(Message.sender_type, Message.confidence, Message.payload["event"].astext.label("event"))
+    .where(Message.conversation_id == bindparam("conversation_id"))
+    .order_by(Message.created_at.desc())
+    .limit(handoff.LOOKBACK)
+)
+_TOUCHED = Message.updated_at >= func.now()  # written by this transaction
+_PENDING = (
+    select(Message, _TOUCHED.label("touched"))
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        or_(_TOUCHED, and_(Message.direction == "outbound", Message.status == "queued")),
+    )
+    .order_by(Message.created_at.desc())
+)
+_SUMMARY = (
+    select(Conversation, Customer)
+    .join(Customer, Customer.id == Conversation.customer_id)
+    .where(Conversation.id == bindparam("conversation_id"))
+)
+_NEWEST_FIRST = (
+    select(Message).where(Message.conversation_id == bindparam("conversation_id")).order_by(Message.created_at.desc())
+)
+_NEWEST, _LATEST_FEW = _NEWEST_FIRST.limit(1), _NEWEST_FIRST.limit(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +212,7 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
             hand_off(session, tenant, conversation, reason, language_hint=[event.text_for_ai or ""])
         handed_off = conversation.status == "handed_off"
         if handed_off or event.type in NOT_ANSWERED:
-            session.execute(update(Message).where(Message.id == message_id).values(status="processed"))
+            session.execute(_MARK_PROCESSED, {"message_id": message_id})
         return _Stored(
             conversation.id, message_id, False, handed_off, pending_after(session, tenant_id, conversation.id)
         )
@@ -155,18 +220,11 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
 
 def _insert_once(session: Session, **values: Any) -> uuid.UUID | None:
     """Insert a message unless its (outlet, WhatsApp id) is stored already: its id, or None."""
-    return session.scalar(
-        insert(Message)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[Message.outlet_id, Message.wa_message_id])
-        .returning(Message.id)
-    )
+    return session.scalar(_INSERT_ONCE, values)
 
 
 def _stored_message(session: Session, outlet_id: uuid.UUID, wa_message_id: str) -> Message | None:
-    return session.scalars(
-        select(Message).where(Message.outlet_id == outlet_id, Message.wa_message_id == wa_message_id)
-    ).first()
+    return session.scalars(_STORED_MESSAGE, {"outlet_id": outlet_id, "wa_message_id": wa_message_id}).first()
 
 
 def _duplicate(session: Session, tenant_id: uuid.UUID, message: Message) -> _Stored:
@@ -187,23 +245,9 @@ def open_conversation(
     session: Session, tenant_id: uuid.UUID, outlet_id: uuid.UUID, customer_id: uuid.UUID
 ) -> Conversation:
     """The one open conversation of this customer at this outlet, created if needed, locked."""
-    session.execute(
-        insert(Conversation)
-        .values(tenant_id=tenant_id, outlet_id=outlet_id, customer_id=customer_id, status="active")
-        .on_conflict_do_nothing(
-            index_elements=[Conversation.outlet_id, Conversation.customer_id],
-            index_where=text(OPEN_CONVERSATION_PREDICATE),
-        )
-    )
-    return session.scalars(
-        select(Conversation)
-        .where(
-            Conversation.outlet_id == outlet_id,
-            Conversation.customer_id == customer_id,
-            Conversation.status.in_(OPEN),
-        )
-        .with_for_update()
-    ).one()
+    keys = {"outlet_id": outlet_id, "customer_id": customer_id}
+    session.execute(_INSERT_OPEN_CONVERSATION, {**keys, "tenant_id": tenant_id, "status": "active"})
+    return session.scalars(_OPEN_CONVERSATION, keys).one()
 
 
 def _asks_for_a_person(event: InboundMessage, tenant_settings: dict[str, Any]) -> str | None:
@@ -270,18 +314,8 @@ def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> tuple[uu
 
 
 def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(conversation_id.bytes) - 2**31})
-    waiting = list(
-        session.scalars(
-            select(Message)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.direction == "inbound",
-                Message.status == "received",
-            )
-            .order_by(Message.customer_sent_at, Message.created_at)
-        )
-    )
+    session.execute(_CONVERSATION_LOCK, {"key": zlib.crc32(conversation_id.bytes) - 2**31})
+    waiting = list(session.scalars(_WAITING, {"conversation_id": conversation_id}))
     if not waiting:
         return None  # answered together with an earlier message
     for message in waiting:
@@ -350,12 +384,7 @@ def _should_answer(
 
 def _recent(session: Session, conversation_id: uuid.UUID) -> list[handoff.RecentMessage]:
     """The last messages the low-confidence rule looks at (it never looks further back)."""
-    rows = session.execute(
-        select(Message.sender_type, Message.confidence, Message.payload["event"].astext.label("event"))
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.created_at.desc())
-        .limit(handoff.LOOKBACK)
-    ).all()
+    rows = session.execute(_RECENT, {"conversation_id": conversation_id}).all()
     return [handoff.RecentMessage(r.sender_type, r.confidence, r.event == "ai_resumed") for r in reversed(rows)]
 
 
@@ -363,15 +392,7 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
     """Read, inside the transaction, what `settle` must do once it commits: every outbound
     message still queued (also those an earlier, failed attempt left) and the dashboard view
     of what this transaction wrote (`updated_at` is the transaction's now()). One query."""
-    touched = Message.updated_at >= func.now()
-    rows = session.execute(
-        select(Message, touched.label("touched"))
-        .where(
-            Message.conversation_id == conversation_id,
-            or_(touched, and_(Message.direction == "outbound", Message.status == "queued")),
-        )
-        .order_by(Message.created_at.desc())
-    ).all()
+    rows = session.execute(_PENDING, {"conversation_id": conversation_id}).all()
     queued = [m.id for m, _ in reversed(rows) if m.direction == "outbound" and m.status == "queued"]
     conversation, messages = _snapshot(session, tenant_id, conversation_id, [r.Message for r in rows if r.touched])
     return Pending(tenant_id, queued, conversation, messages)
@@ -437,19 +458,15 @@ def _snapshot(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The dashboard's view of a conversation: its summary, and the messages this transaction
     wrote (`touched`, newest first) or else the latest few."""
-    row = session.execute(
-        select(Conversation, Customer)
-        .join(Customer, Customer.id == Conversation.customer_id)
-        .where(Conversation.id == conversation_id)
-    ).one()
+    key = {"conversation_id": conversation_id}
+    row = session.execute(_SUMMARY, key).one()
     conversation, customer = row.Conversation, row.Customer
-    newest_first = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.created_at.desc())
     if touched is not None:
         messages = touched
         # The newest message is nearly always one this transaction wrote: no extra query then.
-        last = messages[0] if messages else session.scalars(newest_first.limit(1)).first()
+        last = messages[0] if messages else session.scalars(_NEWEST, key).first()
     else:
-        messages = list(session.scalars(newest_first.limit(5)))
+        messages = list(session.scalars(_LATEST_FEW, key))
         last = messages[0] if messages else None
     summary = {
         "id": str(conversation.id),

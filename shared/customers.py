@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -26,13 +26,20 @@ class UnidentifiedCustomer(ValueError):
     """Neither a BSUID nor a phone number: nothing to key the customer on."""
 
 
+_BY_BSUID = Customer.bsuid == bindparam("bsuid")
+_BY_PHONE = Customer.phone_number == bindparam("phone")
+_FIND = {  # built once (see conversations): by BSUID, by phone, or by either
+    (True, False): select(Customer).where(_BY_BSUID).with_for_update(),
+    (False, True): select(Customer).where(_BY_PHONE).with_for_update(),
+    (True, True): select(Customer).where(or_(_BY_BSUID, _BY_PHONE)).with_for_update(),
+}
+
+
 def _find(session: Session, bsuid: str | None, phone: str | None) -> tuple[Customer | None, Customer | None]:
     """The rows holding this BSUID and this phone (locked; one query, at most two rows)."""
-    keys = [Customer.bsuid == bsuid] if bsuid else []
-    keys += [Customer.phone_number == phone] if phone else []
-    if not keys:
+    if not bsuid and not phone:
         return None, None
-    rows = list(session.scalars(select(Customer).where(or_(*keys)).with_for_update()))
+    rows = list(session.scalars(_FIND[bool(bsuid), bool(phone)], {"bsuid": bsuid, "phone": phone}))
     by_bsuid = next((c for c in rows if bsuid and c.bsuid == bsuid), None)
     by_phone = next((c for c in rows if phone and c.phone_number == phone), None)
     return by_bsuid, by_phone

@@ -1,7 +1,7 @@
 """Publishing to the declared Pub/Sub topics, and reading what a push delivery carries.
 
-One publisher per instance, with message ordering on: events for one ordering key (an
-outlet and a customer) reach subscribers in the order this instance published them.
+One Pub/Sub API client per instance. Events for one ordering key (an outlet and a customer)
+reach subscribers in the order they were published.
 """
 
 from __future__ import annotations
@@ -15,8 +15,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+from google import pubsub_v1
+from google.api_core.exceptions import (
+    Aborted,
+    Cancelled,
+    DeadlineExceeded,
+    InternalServerError,
+    ResourceExhausted,
+    ServiceUnavailable,
+)
+from google.api_core.retry import Retry, if_exception_type
+from google.pubsub_v1 import PubsubMessage
 
 from shared.config import settings
 from shared.deployment import declaration
@@ -42,11 +51,16 @@ class Outgoing:
 
 @cache
 def _publisher() -> pubsub_v1.PublisherClient:
-    # A webhook must answer Meta fast: flush batches after 2 ms instead of the default 10 ms.
-    return pubsub_v1.PublisherClient(
-        batch_settings=BatchSettings(max_latency=0.002),
-        publisher_options=PublisherOptions(enable_message_ordering=True),
-    )
+    # The API client itself, not the batching wrapper around it: a publish is one Publish call
+    # made by the calling thread, with no batching timer or hand-off to a commit thread between
+    # a webhook and its answer to Meta. (It reads PUBSUB_EMULATOR_HOST itself.)
+    return pubsub_v1.PublisherClient()
+
+
+def _retry(timeout: float) -> Retry:
+    """Transient Pub/Sub errors are retried, within the caller's time budget."""
+    transient = (Aborted, Cancelled, DeadlineExceeded, InternalServerError, ResourceExhausted, ServiceUnavailable)
+    return Retry(initial=0.05, maximum=1.0, multiplier=2, predicate=if_exception_type(*transient), timeout=timeout)
 
 
 def topic_path(topic: str) -> str:
@@ -56,25 +70,20 @@ def topic_path(topic: str) -> str:
 
 
 def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
-    """Publish all events and wait until Pub/Sub has every one: only then may a caller
-    acknowledge its own trigger. On failure, paused ordering keys are resumed and the error
-    raised, so the caller's retry publishes again (subscribers are idempotent)."""
-    publisher = _publisher()
-    pending = []
+    """Publish all events and return once Pub/Sub holds every one: only then may a caller
+    acknowledge its own trigger. One Publish call per topic; its messages keep their order
+    within an ordering key, and a call that returned is ordered before any later one. On
+    failure the error is raised and the caller's retry publishes again (subscribers are
+    idempotent)."""
+    by_topic: dict[str, list[PubsubMessage]] = {}
     for event in events:
         body = json.dumps(event.data, separators=(",", ":"), default=str).encode()
-        future = publisher.publish(
-            topic_path(event.topic), body, ordering_key=event.ordering_key, **dict(event.attributes or {})
-        )
-        pending.append((event, future))
-    ids = []
-    for event, future in pending:
-        try:
-            ids.append(future.result(timeout=timeout))
-        except Exception:
-            if event.ordering_key:
-                publisher.resume_publish(topic_path(event.topic), event.ordering_key)
-            raise
+        message = PubsubMessage(data=body, ordering_key=event.ordering_key, attributes=dict(event.attributes or {}))
+        by_topic.setdefault(topic_path(event.topic), []).append(message)
+    ids: list[str] = []
+    for topic, messages in by_topic.items():
+        response = _publisher().publish(topic=topic, messages=messages, retry=_retry(timeout), timeout=timeout)
+        ids += response.message_ids
     return ids
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import conversations, dashboard, events, logs, outbound
@@ -36,6 +36,32 @@ ORDER_WAIT = timedelta(minutes=10)  # how long a later reply waits for an earlie
 MISSING_RETRIES = 3  # a task can outrun the commit of its message; after this, it was rolled back
 OUTSIDE_WINDOW = (131047, "Re-engagement message: outside the 24-hour customer service window (not sent)")
 _session = outbound.session()  # connection reuse across tasks on this instance
+
+# Built once: a constant statement costs SQLAlchemy no rebuilding or re-keying per task.
+_TO_SEND = (
+    select(Message, Conversation, Outlet, Customer)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .join(Outlet, Outlet.id == Message.outlet_id)
+    .join(Customer, Customer.id == Conversation.customer_id)
+    .where(Message.id == bindparam("message_id"))
+    .with_for_update(of=Message)
+)
+_EARLIER_QUEUED = (
+    select(Message.id)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == "outbound",
+        Message.status == "queued",
+        Message.created_at < bindparam("created_at"),
+        Message.created_at > bindparam("since"),
+    )
+    .limit(1)
+)
+_TO_MARK_READ = (
+    select(Message.wa_message_id, Outlet.phone_number_id, Outlet.access_token_ciphertext)
+    .join(Outlet, Outlet.id == Message.outlet_id)
+    .where(Message.id == bindparam("message_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +105,12 @@ def _client(token: str) -> GraphClient:
 
 def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: bool) -> TaskResult:
     with tenant_session(tenant_id) as session:
-        row = session.execute(
-            select(Message, Conversation, Outlet, Customer)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .join(Outlet, Outlet.id == Message.outlet_id)
-            .join(Customer, Customer.id == Conversation.customer_id)
-            .where(Message.id == message_id)
-            .with_for_update(of=Message)
-        ).first()
+        row = session.execute(_TO_SEND, {"message_id": message_id}).first()
         if row is None:
             if retry_count < MISSING_RETRIES:
                 return TaskResult(503, "message not visible yet")
             return TaskResult(200, "no such message (its transaction was rolled back)")
-        message, conversation, outlet, customer = row.tuple()
+        message, conversation, outlet, customer = row
         if message.status != "queued" or message.direction != "outbound":
             return TaskResult(200, f"already {message.status}")
         if _earlier_reply_pending(session, message):
@@ -170,15 +189,12 @@ def _fail(message: Message, code: int | None, title: str | None) -> None:
 def _earlier_reply_pending(session: Session, message: Message) -> bool:
     """Replies go out in the order they were written: wait while an earlier one is queued."""
     earlier = session.scalar(
-        select(Message.id)
-        .where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == "outbound",
-            Message.status == "queued",
-            Message.created_at < message.created_at,
-            Message.created_at > datetime.now(UTC) - ORDER_WAIT,
-        )
-        .limit(1)
+        _EARLIER_QUEUED,
+        {
+            "conversation_id": message.conversation_id,
+            "created_at": message.created_at,
+            "since": datetime.now(UTC) - ORDER_WAIT,
+        },
     )
     return earlier is not None
 
@@ -196,11 +212,7 @@ def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
 def mark_read(tenant_id: uuid.UUID, message_id: uuid.UUID, typing_indicator: bool, final: bool) -> TaskResult:
     """Blue ticks (and "typing...") on the customer's message while the reply is prepared."""
     with tenant_session(tenant_id) as session:
-        row = session.execute(
-            select(Message.wa_message_id, Outlet.phone_number_id, Outlet.access_token_ciphertext)
-            .join(Outlet, Outlet.id == Message.outlet_id)
-            .where(Message.id == message_id)
-        ).first()
+        row = session.execute(_TO_MARK_READ, {"message_id": message_id}).first()
     if row is None or row.wa_message_id is None:
         return TaskResult(200, "nothing to mark read")
     if row.access_token_ciphertext is None:

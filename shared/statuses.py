@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import conversations, customers, dashboard, events, logs
@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 
 RANK = {"queued": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
 UNKNOWN_MESSAGE_PATIENCE = timedelta(minutes=5)
+# Built once: a constant statement costs SQLAlchemy no rebuilding or re-keying per status.
+_STATUS_TARGET = (
+    select(Message, Customer)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .join(Customer, Customer.id == Conversation.customer_id)
+    .where(
+        Message.outlet_id == bindparam("outlet_id"),
+        Message.wa_message_id == bindparam("wa_message_id"),
+        Message.direction == "outbound",
+    )
+    .with_for_update(of=Message)
+)
 
 
 class StatusForUnknownMessage(RuntimeError):
@@ -35,23 +47,13 @@ def handle_status(envelope: dict[str, Any]) -> str:
     if not isinstance(status, StatusUpdate):
         raise events.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
-        row = session.execute(
-            select(Message, Customer)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .join(Customer, Customer.id == Conversation.customer_id)
-            .where(
-                Message.outlet_id == outlet_id,
-                Message.wa_message_id == status.id,
-                Message.direction == "outbound",
-            )
-            .with_for_update(of=Message)
-        ).first()
+        row = session.execute(_STATUS_TARGET, {"outlet_id": outlet_id, "wa_message_id": status.id}).first()
         if row is None:
             if datetime.now(UTC) - status.timestamp < UNKNOWN_MESSAGE_PATIENCE:
                 raise StatusForUnknownMessage(f"no outbound message {status.id} yet")
             log.info("status for a message we did not send; dropped", extra={"wa_message_id": status.id})
             return "unknown message"
-        message, customer = row.tuple()
+        message, customer = row
         outcome = _apply(message, status)
         _learn_identifiers(session, tenant_id, customer, status)
         snapshot = conversations.message_document(tenant_id, message)
