@@ -56,6 +56,11 @@ MIN_GAP, MAX_GAP = 1.0, 3.0  # seconds between two messages of one customer
 DRAIN = 1.0  # a reply this long after the last delivery still counts towards the sustained rate
 SETTLE = 3.0  # quiet time before counting, so a retried (duplicate) send has time to show
 TARGET_ACK_P99_MS, TARGET_E2E_P95_S, TARGET_RATE = 50.0, 1.0, 20.0
+STAGES = (  # where end-to-end time goes, from the database's transaction start times
+    "delivery -> stored (webhook, Pub/Sub push)",
+    "stored -> reply written (conversation)",
+    "reply written -> at Meta (Cloud Tasks, sender)",
+)
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Report:
     client_lag_p99_ms: float
     machine_cpu_busy_pct: float | None  # all processes, during the load: is the machine the limit?
     cpu_ms_per_message: dict[str, float] = field(default_factory=dict)  # by part of the stack
+    stages_p50_p95_ms: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     targets: dict[str, bool] = field(default_factory=dict)
 
 
@@ -177,6 +183,8 @@ class Outcome:
     replies: int
     coalesced: int
     orphan_sends: int  # accepted sends that no stored reply accounts for: sent twice
+    stored_at: dict[str, float] = field(default_factory=dict)  # wamid -> its transaction began
+    reply_written_at: dict[str, float] = field(default_factory=dict)  # wamid -> its reply's began
 
 
 def observe(info: dict[str, Any], items: list[Delivery]) -> Outcome:
@@ -192,9 +200,11 @@ def observe(info: dict[str, Any], items: list[Delivery]) -> Outcome:
         if c["kind"] == "send" and c["status"] == 200 and (c["body"] or {}).get("to") in phones
     }
     with tenant_session(uuid.UUID(info["demo"]["tenant_id"])) as session:
-        columns = (Message.id, Message.direction, Message.wa_message_id, Message.payload)
+        columns = (Message.id, Message.direction, Message.wa_message_id, Message.payload, Message.created_at)
         rows = session.execute(select(*columns)).all()
     wamid_of = {str(r.id): r.wa_message_id for r in rows if r.direction == "inbound"}
+    stored_at = {r.wa_message_id: r.created_at.timestamp() for r in rows if r.direction == "inbound"}
+    reply_written_at: dict[str, float] = {}
     reply_times: dict[str, list[float]] = {}
     replies = coalesced = 0
     stored_sends = set()
@@ -207,7 +217,8 @@ def observe(info: dict[str, Any], items: list[Delivery]) -> Outcome:
         coalesced += len(answers) > 1
         for inbound_id in answers:
             reply_times.setdefault(wamid_of.get(inbound_id, ""), []).append(accepted[row.wa_message_id])
-    return Outcome(reply_times, replies, coalesced, len(accepted.keys() - stored_sends))
+            reply_written_at.setdefault(wamid_of.get(inbound_id, ""), row.created_at.timestamp())
+    return Outcome(reply_times, replies, coalesced, len(accepted.keys() - stored_sends), stored_at, reply_written_at)
 
 
 def wait_for_replies(info: dict[str, Any], items: list[Delivery], grace: float) -> Outcome:
@@ -282,6 +293,14 @@ def report(
     e2e = [answered[item.wamid] - item.sent_at for item in acked if item.wamid in answered]
     ack = [item.ack_ms for item in items if item.ack_ms is not None]
     twice = sum(len(times) - 1 for wamid, times in outcome.reply_times.items() if wamid and len(times) > 1)
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for item in acked:
+        stored, written = outcome.stored_at.get(item.wamid), outcome.reply_written_at.get(item.wamid)
+        if stored is None or written is None or item.wamid not in answered:
+            continue
+        spans = (stored - item.sent_at, written - stored, answered[item.wamid] - written)
+        for name, seconds in zip(STAGES, spans, strict=True):
+            stages[name].append(1000 * seconds)
     result = Report(
         duration=duration,
         rate=rate,
@@ -303,6 +322,7 @@ def report(
         duplicated=twice + outcome.orphan_sends,
         client_lag_p99_ms=(percentile([item.lag for item in items], 99) or 0.0) * 1000,
         machine_cpu_busy_pct=cpu_busy,
+        stages_p50_p95_ms={name: (percentile(v, 50), percentile(v, 95)) for name, v in stages.items()},
         cpu_ms_per_message={
             part: 1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(acked))
             for part, ticks in sorted(cpu_ticks_by_part.items(), key=lambda item: -item[1])
@@ -351,6 +371,8 @@ def print_report(r: Report, workers: int) -> None:
             "",
         ),
     ]
+    for name, (p50, p95) in r.stages_p50_p95_ms.items():
+        rows.append((f"  {name} p50 / p95", f"{ms(p50)} / {ms(p95)}", "", ""))
     if r.cpu_ms_per_message:
         rows.append(("CPU per customer message, all parts", ms(sum(r.cpu_ms_per_message.values())), "", ""))
         rows += [(f"  {part}", ms(value), "", "") for part, value in r.cpu_ms_per_message.items()]

@@ -8,7 +8,9 @@ redelivery; one that returns acknowledges, including when it decides to drop the
 from __future__ import annotations
 
 import functools
+import gc
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -19,8 +21,35 @@ from shared.events import MalformedEvent
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health"  # Cloud Run reserves paths ending in "z" such as /healthz
+# Young objects collected every 10,000 net allocations instead of Python's 700: a request
+# allocates thousands, nearly all gone by its end, so most collections found little to free.
+YOUNG_GENERATION_THRESHOLD = 10_000
 
 R = TypeVar("R")
+
+
+class _Heap:
+    """Once per instance, after its first invocation, everything it keeps for its lifetime
+    exists: modules, clients, pools, caches. gc.freeze() takes those out of the collector's
+    generations, so a full collection no longer walks them all (measured: some 160,000 objects
+    in a function host worker; such a collection took tens of milliseconds, during which every
+    request of the instance stood still)."""
+
+    def __init__(self) -> None:
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def settle(self) -> None:
+        if self._settled:
+            return
+        with self._lock:
+            if not self._settled:
+                gc.freeze()
+                gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+                self._settled = True
+
+
+heap = _Heap()
 
 
 def http_function(
@@ -45,6 +74,7 @@ def http_function(
             finally:
                 logs.trace_id.reset(trace_token)
                 logs.function_name.reset(fn_token)
+                heap.settle()
 
         return entry
 
@@ -82,6 +112,7 @@ def event_function(
             finally:
                 logs.trace_id.reset(trace_token)
                 logs.function_name.reset(fn_token)
+                heap.settle()
 
         return entry
 
