@@ -101,6 +101,7 @@ class Report:
     machine_cpu_busy_pct: float | None  # all processes, during the load: is the machine the limit?
     cpu_ms_per_message: dict[str, float] = field(default_factory=dict)  # by part of the stack
     stages_p50_p95_ms: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    reference_loop_ms: tuple[float, float] = (0.0, 0.0)  # machine speed before and after the run
     targets: dict[str, bool] = field(default_factory=dict)
 
 
@@ -241,6 +242,19 @@ def cpu_ticks() -> tuple[int, int] | None:
     return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # minus idle and iowait
 
 
+def reference_loop_ms() -> float:
+    """This machine's speed right now: the best of three runs of a fixed pure-Python loop.
+    Shared virtual machines vary (here, by up to 2x within an hour), so every figure is
+    printed next to this one."""
+    best = math.inf
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def cpu_by_part(pids: dict[str, int]) -> dict[str, int]:
     """CPU ticks used so far by each part of the stack: a service and every process under it
     (gunicorn and its workers, a Java emulator and its launcher, PostgreSQL and its backends),
@@ -278,6 +292,7 @@ def report(
     rate: float,
     cpu_busy: float | None,
     cpu_ticks_by_part: dict[str, int],
+    reference: tuple[float, float],
 ) -> Report:
     acked = [item for item in items if item.http_status == 200]
     last = max(item.sent_at for item in items)
@@ -322,6 +337,7 @@ def report(
         duplicated=twice + outcome.orphan_sends,
         client_lag_p99_ms=(percentile([item.lag for item in items], 99) or 0.0) * 1000,
         machine_cpu_busy_pct=cpu_busy,
+        reference_loop_ms=reference,
         stages_p50_p95_ms={name: (percentile(v, 50), percentile(v, 95)) for name, v in stages.items()},
         cpu_ms_per_message={
             part: 1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(acked))
@@ -371,6 +387,14 @@ def print_report(r: Report, workers: int) -> None:
             "",
         ),
     ]
+    rows.append(
+        (
+            "machine speed: reference loop before / after (lower: faster)",
+            f"{ms(r.reference_loop_ms[0])} / {ms(r.reference_loop_ms[1])}",
+            "",
+            "",
+        )
+    )
     for name, (p50, p95) in r.stages_p50_p95_ms.items():
         rows.append((f"  {name} p50 / p95", f"{ms(p50)} / {ms(p95)}", "", ""))
     if r.cpu_ms_per_message:
@@ -414,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_replies(stack.info, warm, 30)
         print(f"load: {args.duration:g} s at {args.rate:g} msg/s ...", file=sys.stderr, flush=True)
         schedule = plan(args.duration, args.rate, args.customers, rng)
+        speed_before = reference_loop_ms()
         pids = stack.info["pids"]
         before, parts_before = cpu_ticks(), cpu_by_part(pids)
         items = load.run(schedule, 628100000000 + rng.randrange(10**8), rng, min(64, max(8, int(args.rate))))
@@ -421,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = {part: ticks - parts_before.get(part, 0) for part, ticks in parts_after.items()}
         print("waiting for the last replies ...", file=sys.stderr, flush=True)
         outcome = wait_for_replies(stack.info, items, args.grace)
-        result = report(items, outcome, args.duration, args.rate, cpu_busy, parts)
+        speed = (speed_before, reference_loop_ms())
+        result = report(items, outcome, args.duration, args.rate, cpu_busy, parts, speed)
     finally:
         stack.stop()
         if args.keep_state:

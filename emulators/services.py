@@ -47,7 +47,10 @@ def _sdk_platform() -> Path:
 
 # The Java emulators are small and run on a laptop's few cores: the C2 compiler and G1's helper
 # threads cost them more CPU than they win back (measured: -50 % emulator CPU per message).
-_JAVA_ENV = {"JAVA_TOOL_OPTIONS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+# What they keep, they keep for the session, so what survives a young collection is promoted at
+# once instead of being copied between survivor spaces up to 15 times: the Pub/Sub emulator's
+# young pauses, which every publish waits out, went from 18-68 to 10-32 ms at 20 msg/s.
+_JAVA_ENV = {"JAVA_TOOL_OPTIONS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:MaxTenuringThreshold=0"}
 
 
 def _require_java() -> None:
