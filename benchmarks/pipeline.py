@@ -1,9 +1,10 @@
 """How fast the whole pipeline answers customers, on this machine.
 
-    .venv/bin/python -m benchmarks.pipeline [--duration 60] [--rate 20] [--customers 200] [--json PATH]
+    .venv/bin/python -m benchmarks.pipeline [--duration 60] [--rate 20] [--warmup 15] [--json PATH]
 
-Starts its own local stack (free ports, temporary state), then plays Meta: signed text
-webhooks at a fixed rate (open loop: a slow system does not slow the load down), from
+Starts its own local stack (free ports, temporary state), warms it up with the same load (not
+counted), then plays Meta: signed text webhooks at a fixed rate (open loop: a slow system
+does not slow the load down), from
 customers who each send a few messages 1-3 s apart, so each message should get its own
 reply. The WhatsApp simulator is the Graph API. Afterwards PostgreSQL says which inbound
 messages each reply answers (`payload["answers"]`, so coalesced replies count correctly)
@@ -418,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--rate", type=float, default=20.0, help="customer messages per second (default 20)")
     parser.add_argument("--customers", type=int, default=200, help="conversations over the run (default 200)")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of uncounted load first (default 15)")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds to wait for late replies")
     parser.add_argument("--function-workers", type=int, default=2, help="gunicorn workers (scripts/dev: 2)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the schedule and texts")
@@ -433,15 +435,19 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         settings.cache_clear()  # the stack exported its environment: read it again
         reset_engine()
-        load = Load(stack.info)
-        warm = load.run([(i * 0.2, i) for i in range(10)], 628990000000, rng, 4)  # imports, pools
-        wait_for_replies(stack.info, warm, 30)
+        load, threads = Load(stack.info), min(64, max(8, int(args.rate)))
+        # Warm up at the same rate first (not counted), as production instances are warm: imports,
+        # pools, prepared statements, the Java emulators' compiled code.
+        print(f"warm-up: {args.warmup:g} s at {args.rate:g} msg/s (not counted) ...", file=sys.stderr, flush=True)
+        warm_customers = max(1, round(args.customers * args.warmup / args.duration))
+        warm = load.run(plan(args.warmup, args.rate, warm_customers, rng), 628990000000, rng, threads)
+        wait_for_replies(stack.info, warm, args.grace)
         print(f"load: {args.duration:g} s at {args.rate:g} msg/s ...", file=sys.stderr, flush=True)
         schedule = plan(args.duration, args.rate, args.customers, rng)
         speed_before = reference_loop_ms()
         pids = stack.info["pids"]
         before, parts_before = cpu_ticks(), cpu_by_part(pids)
-        items = load.run(schedule, 628100000000 + rng.randrange(10**8), rng, min(64, max(8, int(args.rate))))
+        items = load.run(schedule, 628100000000 + rng.randrange(10**8), rng, threads)
         cpu_busy, parts_after = busy_pct(before, cpu_ticks()), cpu_by_part(pids)
         parts = {part: ticks - parts_before.get(part, 0) for part, ticks in parts_after.items()}
         print("waiting for the last replies ...", file=sys.stderr, flush=True)
