@@ -1,0 +1,38 @@
+"""The pipeline benchmark, as the README runs it, briefly: it must keep measuring what it claims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.deployment import REPO_ROOT
+
+
+def test_a_short_run_answers_every_message_once_and_reports_where_time_and_cpu_go(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "-m", "benchmarks.pipeline", "--duration", "3", "--rate", "2", "--warmup", "1"]
+    command += ["--customers", "2", "--grace", "30", "--json", str(figures)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr[-2000:]  # 2 msg/s cannot meet the 20 msg/s target
+    report = json.loads(figures.read_text())
+    assert report["messages"] == report["acknowledged"] == 6
+    assert report["lost"] == 0
+    assert report["duplicated"] == 0
+    assert report["replies"] == 6
+    assert report["targets"] == {
+        "ack p99 < 50 ms": report["ack_p99_ms"] < 50,
+        "e2e p95 < 1 s": report["e2e_p95_s"] < 1,
+        ">= 20 msg/s": False,
+        "lost 0": True,
+        "duplicated 0": True,
+    }
+    for p50, p95 in report["stages_p50_p95_ms"].values():
+        assert 0 < p50 <= p95
+    cpu = report["cpu_ms_per_message"]
+    assert cpu["functions"] > 0  # every part of the stack is found by its process group
+    assert cpu["whatsapp-webhook"] > 0
+    assert cpu["postgres"] > 0
+    assert all(speed > 0 for speed in report["reference_loop_ms"])
+    assert "CPU per customer message, all parts" in result.stdout
