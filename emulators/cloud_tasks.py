@@ -1,9 +1,13 @@
-"""A local Cloud Tasks: the v2 REST calls our code makes, and a dispatcher that delivers tasks
-to their HTTP targets with each queue's retry and rate settings from functions/functions.yaml.
+"""A local Cloud Tasks: the v2 calls our code makes, over gRPC (as production clients make
+them) and over REST, and a dispatcher that delivers tasks to their HTTP targets with each
+queue's retry and rate settings from functions/functions.yaml.
 
-Google ships no Cloud Tasks emulator. The official client talks to this server when it is
-built with `transport="rest"` and an `http://127.0.0.1:PORT` api_endpoint, so production code
-runs unchanged. What we keep from Cloud Tasks, because our code relies on it: named tasks are
+Google ships no Cloud Tasks emulator. The official client talks to this server over an insecure
+gRPC channel to CLOUD_TASKS_EMULATOR_HOST (CreateTask), or when it is built with
+`transport="rest"` and an `http://127.0.0.1:PORT` api_endpoint (CreateTask, ListTasks), so
+production code runs unchanged. Both faces apply the same rules to the same tasks.
+
+What we keep from Cloud Tasks, because our code relies on it: named tasks are
 deduplicated (409 ALREADY_EXISTS while the task exists and for an hour after it ran), a 2xx
 answer completes a task, anything else is retried with the queue's backoff until max_attempts,
 and the target sees the X-CloudTasks-* headers. OIDC and OAuth tokens are accepted and ignored:
@@ -29,9 +33,11 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import grpc
+from google.cloud import tasks_v2
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -73,6 +79,14 @@ class ApiError(Exception):
     def response(self) -> Response:
         body = {"error": {"code": self.code, "message": self.message, "status": self.status}}
         return _json(body, self.code)
+
+
+# How an ApiError's HTTP code reads over gRPC.
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+}
 
 
 def _invalid(message: str) -> NoReturn:
@@ -325,6 +339,7 @@ class CloudTasksServer:
         queues: dict[str, QueueConfig],
         port: int = 0,
         *,
+        grpc_port: int = 0,
         name_reuse_seconds: float = NAME_REUSE_SECONDS,
     ) -> None:
         self.project = project
@@ -350,6 +365,15 @@ class CloudTasksServer:
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, args=(0.1,), name="cloud-tasks-http", daemon=True
         )
+        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix="cloud-tasks-grpc"))
+        create_task = grpc.unary_unary_rpc_method_handler(
+            self._grpc_create_task,
+            request_deserializer=tasks_v2.CreateTaskRequest.deserialize,
+            response_serializer=tasks_v2.Task.serialize,
+        )
+        service = grpc.method_handlers_generic_handler("google.cloud.tasks.v2.CloudTasks", {"CreateTask": create_task})
+        self._grpc.add_generic_rpc_handlers((service,))
+        self._grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{grpc_port}")
 
     @property
     def port(self) -> int:
@@ -359,12 +383,19 @@ class CloudTasksServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the gRPC face: what CLOUD_TASKS_EMULATOR_HOST names."""
+        return f"127.0.0.1:{self._grpc_port}"
+
     def start(self) -> None:
         for dispatcher in self._queues.values():
             dispatcher.start()
         self._http_thread.start()
+        self._grpc.start()
 
     def stop(self) -> None:
+        self._grpc.stop(grace=1).wait()
         self._http.shutdown()
         self._http.server_close()
         for dispatcher in self._queues.values():
@@ -407,8 +438,25 @@ class CloudTasksServer:
         if not isinstance(payload, dict) or not isinstance(payload.get("task"), dict):
             _invalid("the request body must be a JSON object with a 'task'")
         view = _parse_enum(payload.get("responseView", 1), _VIEWS, "responseView") or 1
+        return _json(self._admit(dispatcher, payload["task"]).resource(view, enums_as_ints))
+
+    def _grpc_create_task(self, request: tasks_v2.CreateTaskRequest, context: grpc.ServicerContext) -> tasks_v2.Task:
+        try:
+            task = self._admit(self._queue(request.parent), _rest_shape(request.task))
+        except ApiError as exc:
+            context.abort(_GRPC_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message)
+        return tasks_v2.Task(
+            name=task.name,
+            schedule_time=datetime.fromtimestamp(task.schedule_time, UTC),
+            create_time=datetime.fromtimestamp(task.create_time, UTC),
+            dispatch_deadline=timedelta(seconds=task.dispatch_deadline),
+            view=tasks_v2.Task.View.BASIC,
+        )
+
+    def _admit(self, dispatcher: QueueDispatcher, body: dict[str, Any]) -> Task:
+        """Check a task (REST JSON shape), refuse a name in use, and schedule it."""
         now = time.time()
-        task = self._task_from_json(dispatcher, payload["task"], now)
+        task = self._task_from_json(dispatcher, body, now)
         with self._lock:
             self._forget_expired(now)
             if task.name in self._tasks:
@@ -416,7 +464,7 @@ class CloudTasksServer:
             self._tasks[task.name] = task
             dispatcher.schedule(task)
         logger.info("task %s created for %s at %s", task.name, task.url, _format_timestamp(task.schedule_time))
-        return _json(task.resource(view, enums_as_ints))
+        return task
 
     def _list_tasks(self, dispatcher: QueueDispatcher, request: Request, enums_as_ints: bool) -> Response:
         view = _parse_enum(_int_or_str(request.args.get("responseView", "1")), _VIEWS, "responseView") or 1
@@ -474,6 +522,24 @@ class CloudTasksServer:
 _connections = Connections()
 
 
+def _rest_shape(task: tasks_v2.Task) -> dict[str, Any]:
+    """A task that came over gRPC, in the REST JSON shape `_task_from_json` checks, so both
+    faces follow one set of rules."""
+    body: dict[str, Any] = {}
+    if task.name:
+        body["name"] = task.name
+    if "http_request" in task:
+        http = task.http_request
+        body["httpRequest"] = {"url": http.url, "httpMethod": int(http.http_method), "headers": dict(http.headers)}
+        if http.body:
+            body["httpRequest"]["body"] = base64.b64encode(http.body).decode()
+    if "schedule_time" in task:
+        body["scheduleTime"] = _format_timestamp(task.schedule_time.timestamp())
+    if "dispatch_deadline" in task:
+        body["dispatchDeadline"] = f"{task.dispatch_deadline.total_seconds()}s"
+    return body
+
+
 def _int_or_str(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -484,29 +550,33 @@ def create_server(
     queues: dict[str, QueueConfig],
     port: int = 0,
     *,
+    grpc_port: int = 0,
     name_reuse_seconds: float = NAME_REUSE_SECONDS,
 ) -> CloudTasksServer:
-    """A server bound to 127.0.0.1:`port` (0 picks a free one); call .start() to serve."""
-    return CloudTasksServer(project, location, queues, port, name_reuse_seconds=name_reuse_seconds)
+    """A server bound to 127.0.0.1:`port` for REST and :`grpc_port` for gRPC (0 picks a free
+    one); call .start() to serve."""
+    return CloudTasksServer(project, location, queues, port, grpc_port=grpc_port, name_reuse_seconds=name_reuse_seconds)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--port", type=int, default=8123, help="REST")
+    parser.add_argument("--grpc-port", type=int, default=8125, help="gRPC (CLOUD_TASKS_EMULATOR_HOST)")
     parser.add_argument("--project", default=settings().google_cloud_project)
     parser.add_argument("--location", default=settings().region)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # we log each task; not each request
-    server = create_server(args.project, args.location, declaration().queues, args.port)
+    server = create_server(args.project, args.location, declaration().queues, args.port, grpc_port=args.grpc_port)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     server.start()
     parent = f"projects/{args.project}/locations/{args.location}"
     print(
-        f"Cloud Tasks emulator on {server.url} for {parent}, queues: {', '.join(declaration().queues)}",
+        f"Cloud Tasks emulator on {server.grpc_target} (gRPC) and {server.url} (REST) for {parent}, "
+        f"queues: {', '.join(declaration().queues)}",
         flush=True,
     )
     stopping.wait()

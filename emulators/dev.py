@@ -60,7 +60,7 @@ def _print_summary(stack: LocalStack, seconds: float) -> None:
         f"  Firestore emulator     {info['firestore_emulator_host']}",
         f"  Storage emulator       {info['storage_emulator_host']}  (bucket {info['documents_bucket']})",
         f"  Auth emulator          {info['firebase_auth_emulator_host']}",
-        f"  Cloud Tasks emulator   {info['cloud_tasks_emulator_host']}",
+        f"  Cloud Tasks emulator   {info['cloud_tasks_emulator_host']} (gRPC), {info['cloud_tasks_url']} (REST)",
         f"  Scheduler control      {info['scheduler_url']}",
         f"  WhatsApp Graph API     {info['whatsapp_graph_api_url']}",
         f"  Webhook (Meta's side)  {info['webhook_url']}",

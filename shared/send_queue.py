@@ -12,12 +12,11 @@ import logging
 from functools import cache
 from typing import Any
 
-from google.api_core.client_options import ClientOptions
+import grpc
 from google.api_core.exceptions import Aborted, Conflict
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from shared import outbound
 from shared.config import settings
 from shared.deployment import declaration
 
@@ -28,17 +27,10 @@ SEND_QUEUE = "whatsapp-send"
 
 @cache
 def _client() -> tasks_v2.CloudTasksClient:
+    """gRPC, as in production; locally over an insecure channel to the emulator (host:port)."""
     emulator = settings().cloud_tasks_emulator_host
     if emulator:
-        client = tasks_v2.CloudTasksClient(
-            transport="rest",
-            client_options=ClientOptions(api_endpoint=f"http://{emulator}"),
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        )
-        session = getattr(client.transport, "_session", None)  # the REST transport's AuthorizedSession
-        if session is not None:
-            outbound.read_environment_once(session)
-        return client
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(emulator)))
     return tasks_v2.CloudTasksClient()
 
 
@@ -68,7 +60,7 @@ def enqueue(task_id: str, payload: dict[str, Any], queue: str = SEND_QUEUE, dela
         _client().create_task(parent=queue_path(queue), task=tasks_v2.Task(task))
     except Aborted:
         raise  # a concurrency hiccup, not a duplicate: let the caller's retry try again
-    except Conflict:  # ALREADY_EXISTS (gRPC) or HTTP 409 (REST): this work is already queued
+    except Conflict:  # ALREADY_EXISTS: this work is already queued
         log.info("task already queued", extra={"task_id": task_id})
         return False
     return True

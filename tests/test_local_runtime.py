@@ -34,6 +34,7 @@ def test_dev_json_says_where_everything_is(stack: LocalStack) -> None:
         "storage_emulator_host",
         "firebase_auth_emulator_host",
         "cloud_tasks_emulator_host",
+        "cloud_tasks_url",
         "whatsapp_graph_api_url",
     ):
         assert info[key], key

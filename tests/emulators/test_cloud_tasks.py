@@ -1,4 +1,4 @@
-"""The local Cloud Tasks, driven by the official client over REST, delivering to loopback receivers."""
+"""The local Cloud Tasks, driven by the official client over REST and gRPC, delivering to loopback receivers."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import requests
 from google.api_core.client_options import ClientOptions
-from google.api_core.exceptions import Conflict, NotFound
+from google.api_core.exceptions import Conflict, InvalidArgument, NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from emulators.cloud_tasks import CloudTasksServer, create_server
 from emulators.keepalive import Connections
@@ -63,6 +65,11 @@ def client_for(url: str) -> tasks_v2.CloudTasksClient:
         client_options=ClientOptions(api_endpoint=url),
         credentials=AnonymousCredentials(),
     )
+
+
+def grpc_client_for(target: str) -> tasks_v2.CloudTasksClient:
+    """As shared/send_queue.py builds it when CLOUD_TASKS_EMULATOR_HOST is set."""
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(target)))
 
 
 def http_task(url: str, payload: dict[str, Any], task_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -125,6 +132,36 @@ def test_create_task_reaches_the_target_with_body_and_cloud_tasks_headers(
     assert before - 0.01 <= float(request.headers["x-cloudtasks-tasketa"]) <= request.time
     assert "x-cloudtasks-taskpreviousresponse" not in request.headers
     wait_until(lambda: records(server)[0]["state"] == "succeeded")
+
+
+def test_the_grpc_face_creates_and_refuses_as_the_rest_face_does(
+    make_server: MakeServer, make_receiver: MakeReceiver
+) -> None:
+    server, receiver = make_server(), make_receiver()
+    client = grpc_client_for(server.grpc_target)
+    later = datetime.now(UTC) + timedelta(seconds=0.5)
+
+    created = client.create_task(
+        parent=PARENT, task=http_task(f"{receiver.url}/message-sender", {"m": 2}, "g1", schedule_time=later)
+    )
+
+    assert created.name == f"{PARENT}/tasks/g1"
+    assert abs(created.schedule_time.timestamp() - later.timestamp()) < 0.001
+    (request,) = receiver.wait_for(1)
+    assert request.time >= later.timestamp()
+    assert json.loads(request.body) == {"m": 2}
+    assert request.headers["x-trace"] == "abc"
+    assert request.headers["x-cloudtasks-taskname"] == "g1"
+    with pytest.raises(Conflict):  # one set of tasks behind both faces
+        client.create_task(parent=PARENT, task=http_task(receiver.url, {}, "g1"))
+    with pytest.raises(Conflict):
+        client_for(server.url).create_task(parent=PARENT, task=http_task(receiver.url, {}, "g1"))
+    with pytest.raises(NotFound):
+        client.create_task(parent=f"{PARENT}-missing", task=http_task(receiver.url, {}))
+    with pytest.raises(InvalidArgument):
+        client.create_task(parent=PARENT, task={"http_request": {"url": "ftp://127.0.0.1/"}})
+    with pytest.raises(InvalidArgument):
+        client.create_task(parent=PARENT, task={"app_engine_http_request": {"relative_uri": "/x"}})
 
 
 def test_unnamed_tasks_get_distinct_generated_names(make_server: MakeServer, make_receiver: MakeReceiver) -> None:
@@ -278,10 +315,19 @@ def test_dispatch_respects_concurrency_and_rate_limits(make_server: MakeServer, 
 def test_the_command_line_serves_the_declared_queues_and_stops_on_sigterm(
     tmp_path: Path, make_receiver: MakeReceiver
 ) -> None:
-    receiver, port = make_receiver(), free_port()
+    receiver, port, grpc_port = make_receiver(), free_port(), free_port()
     service = start(
         "cloud-tasks",
-        [sys.executable, "-m", "emulators.cloud_tasks", "--port", str(port), *LOCATION_FLAGS],
+        [
+            sys.executable,
+            "-m",
+            "emulators.cloud_tasks",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+            *LOCATION_FLAGS,
+        ],
         log_dir=tmp_path,
         ready=lambda: port_is_open(port),
         cwd=Path(__file__).resolve().parents[2],
@@ -291,8 +337,11 @@ def test_the_command_line_serves_the_declared_queues_and_stops_on_sigterm(
         client = client_for(f"http://127.0.0.1:{port}")
         parent = client.queue_path(PROJECT, LOCATION, "whatsapp-send")
         client.create_task(parent=parent, task={"http_request": {"url": f"{receiver.url}/message-sender"}})
-        (request,) = receiver.wait_for(1)
-        assert request.headers["x-cloudtasks-queuename"] == "whatsapp-send"
+        grpc_client_for(f"127.0.0.1:{grpc_port}").create_task(
+            parent=parent, task={"http_request": {"url": f"{receiver.url}/message-sender"}}
+        )
+        for request in receiver.wait_for(2):
+            assert request.headers["x-cloudtasks-queuename"] == "whatsapp-send"
     finally:
         service.process.send_signal(signal.SIGTERM)
         try:
