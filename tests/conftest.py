@@ -16,6 +16,13 @@ from emulators.postgres import start_postgres
 from emulators.stack import LocalStack, StackOptions
 
 
+def fresh_shell_environment() -> dict[str, str]:
+    """os.environ without what the suite's own stack exported (emulator hosts, database URLs,
+    the Graph API URL): what a developer's shell has when they run a command of ours."""
+    exported = {"DATABASE_URL", "DATABASE_ADMIN_URL", "WHATSAPP_GRAPH_API_URL"}
+    return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST") and k not in exported}
+
+
 @pytest.fixture(scope="session")
 def postgres_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TEST_POSTGRES_URL")

@@ -18,6 +18,7 @@ import requests
 from emulators.processes import port_is_open
 from emulators.stack import DEV_PORTS
 from shared.deployment import REPO_ROOT
+from tests.conftest import fresh_shell_environment
 
 pytestmark = pytest.mark.skipif(
     any(port_is_open(port) for port in DEV_PORTS.values()),
@@ -27,12 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 def run_dev(state: Path, *extra: str) -> tuple[dict[str, Any], float]:
     """Start scripts/dev's program, use it, stop it with Ctrl-C; return dev.json and start time."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith("_EMULATOR_HOST")
-        and k not in {"DATABASE_URL", "DATABASE_ADMIN_URL", "WHATSAPP_GRAPH_API_URL"}
-    }
+    env = fresh_shell_environment()
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "emulators.dev", "--state-dir", str(state), *extra],
