@@ -69,7 +69,7 @@ _OPEN_CONVERSATION = (
     .where(
         Conversation.outlet_id == bindparam("outlet_id"),
         Conversation.customer_id == bindparam("customer_id"),
-        Conversation.status.in_(OPEN_CONVERSATION_STATUSES),
+        Conversation.status.in_(OPEN),
     )
     .with_for_update()
 )

@@ -57,8 +57,9 @@ def _publisher() -> pubsub_v1.PublisherClient:
     return pubsub_v1.PublisherClient()
 
 
+@cache
 def _retry(timeout: float) -> Retry:
-    """Transient Pub/Sub errors are retried, within the caller's time budget."""
+    """Transient Pub/Sub errors are retried, within the caller's time budget (one per budget)."""
     transient = (Aborted, Cancelled, DeadlineExceeded, InternalServerError, ResourceExhausted, ServiceUnavailable)
     return Retry(initial=0.05, maximum=1.0, multiplier=2, predicate=if_exception_type(*transient), timeout=timeout)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -15,6 +16,35 @@ from google.cloud import storage
 
 from emulators.processes import Service
 from emulators.storage import start_storage_emulator
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+class Started:
+    """`started(thing)` starts an emulator part and returns it; each is stopped after the test."""
+
+    def __init__(self) -> None:
+        self.running: list[Startable] = []
+
+    def __call__(self, thing: S) -> S:
+        thing.start()
+        self.running.append(thing)
+        return thing
+
+
+@pytest.fixture
+def started() -> Iterator[Started]:
+    parts = Started()
+    yield parts
+    for thing in parts.running:
+        thing.stop()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +28,7 @@ from emulators.cloud_tasks import CloudTasksServer, create_server
 from emulators.keepalive import Connections
 from emulators.processes import free_port, port_is_open, start
 from shared.deployment import QueueConfig
-from tests.emulators.conftest import MakeReceiver
+from tests.emulators.conftest import MakeReceiver, Started
 
 PROJECT, LOCATION, QUEUE = "whatsapp-crm-test", "asia-southeast2", "fast"
 
@@ -45,18 +45,11 @@ MakeServer = Callable[..., CloudTasksServer]
 
 
 @pytest.fixture
-def make_server() -> Iterator[MakeServer]:
-    servers: list[CloudTasksServer] = []
-
+def make_server(started: Started) -> MakeServer:
     def make(config: QueueConfig = FAST, **kwargs: Any) -> CloudTasksServer:
-        server = create_server(PROJECT, LOCATION, {QUEUE: config}, **kwargs)
-        server.start()
-        servers.append(server)
-        return server
+        return started(create_server(PROJECT, LOCATION, {QUEUE: config}, **kwargs))
 
-    yield make
-    for server in servers:
-        server.stop()
+    return make
 
 
 def client_for(url: str) -> tasks_v2.CloudTasksClient:

@@ -20,7 +20,7 @@ from emulators.pubsub_push import MIN_BACKOFF, PushDispatcher, subscription_name
 from emulators.services import start_pubsub
 from shared.config import settings
 from shared.deployment import PubSubTrigger, declaration
-from tests.emulators.conftest import MakeReceiver, Received
+from tests.emulators.conftest import MakeReceiver, Received, Started
 
 ORDERED, UNORDERED = "conversation", "message-status"  # declared Pub/Sub functions, with and without ordering
 _projects = itertools.count(1)
@@ -91,18 +91,11 @@ def publish(project: str) -> Publish:
 
 
 @pytest.fixture
-def start_dispatcher() -> Iterator[StartDispatcher]:
-    dispatchers: list[PushDispatcher] = []
-
+def start_dispatcher(started: Started) -> StartDispatcher:
     def make(base_url: str, concurrency: int = 8) -> PushDispatcher:
-        dispatcher = PushDispatcher(base_url, concurrency)
-        dispatcher.start()
-        dispatchers.append(dispatcher)
-        return dispatcher
+        return started(PushDispatcher(base_url, concurrency))
 
-    yield make
-    for dispatcher in dispatchers:
-        dispatcher.stop()
+    return make
 
 
 def pushed(received: Received) -> dict[str, Any]:

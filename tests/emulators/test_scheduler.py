@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,24 +15,17 @@ import requests
 
 from emulators.processes import free_port, port_is_open, start
 from emulators.scheduler import ScheduledJob, Scheduler, declared_jobs
-from tests.emulators.conftest import MakeReceiver
+from tests.emulators.conftest import MakeReceiver, Started
 
 MakeScheduler = Callable[..., Scheduler]
 
 
 @pytest.fixture
-def make_scheduler() -> Iterator[MakeScheduler]:
-    schedulers: list[Scheduler] = []
-
+def make_scheduler(started: Started) -> MakeScheduler:
     def make(base_url: str, jobs: list[ScheduledJob] | None = None, **kwargs: Any) -> Scheduler:
-        scheduler = Scheduler(base_url, jobs, **kwargs)
-        scheduler.start()
-        schedulers.append(scheduler)
-        return scheduler
+        return started(Scheduler(base_url, jobs, **kwargs))
 
-    yield make
-    for scheduler in schedulers:
-        scheduler.stop()
+    return make
 
 
 def parse_rfc3339(value: str) -> datetime:

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from emulators.storage_events import (
     event_id,
 )
 from shared.deployment import declaration
-from tests.emulators.conftest import MakeReceiver, Receiver
+from tests.emulators.conftest import MakeReceiver, Receiver, Started
 
 FUNCTION = "document-ingest"
 
@@ -41,9 +41,7 @@ def bucket(storage_emulator: Service, storage_client: storage.Client) -> storage
 
 
 @pytest.fixture
-def make_watcher(storage_emulator: Service, tmp_path: Path) -> Iterator[MakeWatcher]:
-    watchers: list[StorageEventWatcher] = []
-
+def make_watcher(storage_emulator: Service, tmp_path: Path, started: Started) -> MakeWatcher:
     def make(receiver: Receiver, bucket: storage.Bucket, state: Path | None = None) -> StorageEventWatcher:
         watcher = StorageEventWatcher(
             storage_emulator.url,
@@ -53,13 +51,9 @@ def make_watcher(storage_emulator: Service, tmp_path: Path) -> Iterator[MakeWatc
             poll_interval=0.1,
             min_backoff=0.2,
         )
-        watcher.start()
-        watchers.append(watcher)
-        return watcher
+        return started(watcher)
 
-    yield make
-    for watcher in watchers:
-        watcher.stop()
+    return make
 
 
 def upload(bucket: storage.Bucket, name: str, content: bytes) -> storage.Blob:
