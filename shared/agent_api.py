@@ -1,5 +1,6 @@
-"""What staff do to a conversation from the dashboard: take it over, write to the customer,
-hand it back to the AI, resolve it.
+"""What staff do to a conversation from the dashboard: take it over, write to the customer
+(text, media by id, or a template once the 24-hour window has closed), hand it back to the
+AI, resolve it.
 
 Dashboards read through Firestore; they act through this HTTP API. The caller is who their
 Firebase ID token says, and their tenant, role and outlet come from our users table, not
@@ -22,11 +23,21 @@ from shared.config import settings
 from shared.db import platform
 from shared.db.models import Conversation
 from shared.db.tenancy import tenant_session
+from shared.whatsapp.graph import CAPTIONED_MEDIA_TYPES, MEDIA_TYPES
 
 log = logging.getLogger(__name__)
 
 ACTING_ROLES = frozenset({"owner", "admin", "agent"})  # viewers only read
 MAX_TEXT = 4096  # WhatsApp's limit for a text message body
+MAX_CAPTION = 1024  # and for a media caption
+MAX_FILENAME = 240
+MAX_COMPONENTS = 10  # header, body, buttons: a template has a handful at most
+WINDOW_CLOSED = (
+    "the customer last wrote more than 24 hours ago: WhatsApp delivers only an approved template until they write again"
+)
+_MEDIA_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 _ROUTE = re.compile(r"^/conversations/(?P<id>[0-9a-fA-F-]{36})/(?P<action>take-over|messages|return-to-ai|resolve)$")
 Response = tuple[dict[str, Any], int]
 
@@ -78,25 +89,28 @@ def handle(request: Any) -> Response:
         route = _ROUTE.match(request.path)
         if route is None:
             return {"error": "no such action"}, 404
-        conversation_id = uuid.UUID(route["id"])
-        if not _visible(staff, conversation_id):
+        conversation = _visible(staff, uuid.UUID(route["id"]))
+        if conversation is None:
             return {"error": "no such conversation"}, 404
-        return _act(staff, conversation_id, route["action"], request.get_json(silent=True))
+        return _act(staff, conversation, route["action"], request.get_json(silent=True))
 
 
-def _visible(staff: Staff, conversation_id: uuid.UUID) -> bool:
+def _visible(staff: Staff, conversation_id: uuid.UUID) -> Conversation | None:
     with tenant_session(staff.tenant_id) as session:
         conversation = session.get(Conversation, conversation_id)
-        return conversation is not None and staff.outlet_id in (None, conversation.outlet_id)
+    return conversation if conversation is not None and staff.outlet_id in (None, conversation.outlet_id) else None
 
 
-def _act(staff: Staff, conversation_id: uuid.UUID, action: str, body: Any) -> Response:
-    tenant, user = staff.tenant_id, staff.user_id
+def _act(staff: Staff, conversation: Conversation, action: str, body: Any) -> Response:
+    tenant, user, conversation_id = staff.tenant_id, staff.user_id, conversation.id
     if action == "messages":
-        text = body.get("text") if isinstance(body, dict) else None
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            return {"error": f'send {{"text": ...}} with 1 to {MAX_TEXT} characters'}, 400
-        message_id = conversations.queue_agent_message(tenant, conversation_id, text, user)
+        try:
+            content = agent_message(body)
+        except ValueError as exc:
+            return {"error": str(exc)}, 400
+        if content.needs_window and not conversations.window_open(conversation):
+            return {"error": WINDOW_CLOSED, "code": 131047}, 409
+        message_id = conversations.queue_agent_message(tenant, conversation_id, content, user)
         return {"message_id": str(message_id), "status": "queued"}, 202
     done = {
         "take-over": conversations.take_over,
@@ -107,3 +121,64 @@ def _act(staff: Staff, conversation_id: uuid.UUID, action: str, body: Any) -> Re
         return {"error": f"cannot {action} a conversation in its current state"}, 409
     log.info("agent action", extra={"action": action, "conversation_id": str(conversation_id)})
     return {"conversation_id": str(conversation_id), "action": action}, 200
+
+
+def agent_message(body: Any) -> conversations.AgentMessage:
+    """Check a `messages` body before anything is stored: exactly one of
+    {"text": "..."}, {"media": {"type", "id", "caption"?, "filename"?}} or
+    {"template": {"name", "language", "components"?}}. ValueError says what is wrong."""
+    kinds = [kind for kind in ("text", "media", "template") if isinstance(body, dict) and kind in body]
+    if len(kinds) != 1:
+        raise ValueError('send exactly one of {"text": ...}, {"media": {...}} or {"template": {...}}')
+    value = body[kinds[0]]
+    if kinds[0] == "text":
+        return conversations.AgentMessage("text", _text(value, "text", MAX_TEXT))
+    if not isinstance(value, dict):
+        raise ValueError(f"{kinds[0]} must be an object")
+    if kinds[0] == "media":
+        return _media(value)
+    return _template(value)
+
+
+def _text(value: Any, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise ValueError(f"{name} must be text of 1 to {limit} characters")
+    return value
+
+
+def _media(value: dict[str, Any]) -> conversations.AgentMessage:
+    media_type, media_id = value.get("type"), value.get("id")
+    if media_type not in MEDIA_TYPES:
+        raise ValueError(f"media.type must be one of {', '.join(sorted(MEDIA_TYPES))}")
+    if not isinstance(media_id, str) or not _MEDIA_ID.match(media_id):
+        raise ValueError("media.id must be the id WhatsApp gave the uploaded media")
+    caption = value.get("caption")
+    if caption is not None:
+        if media_type not in CAPTIONED_MEDIA_TYPES:
+            raise ValueError(f"WhatsApp allows no caption on {media_type}")
+        caption = _text(caption, "media.caption", MAX_CAPTION)
+    payload: dict[str, Any] = {"media_id": media_id}
+    if value.get("filename") is not None:
+        if media_type != "document":
+            raise ValueError("only a document has a filename")
+        payload["filename"] = _text(value["filename"], "media.filename", MAX_FILENAME)
+    return conversations.AgentMessage(media_type, caption, payload)
+
+
+def _template(value: dict[str, Any]) -> conversations.AgentMessage:
+    name, language, components = value.get("name"), value.get("language"), value.get("components")
+    if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
+        raise ValueError("template.name must be an approved template's name (lowercase letters, digits, _)")
+    if not isinstance(language, str) or not _LANGUAGE.match(language):
+        raise ValueError('template.language must be the template\'s language code, e.g. "id" or "en_US"')
+    payload: dict[str, Any] = {"template": name, "language": language}
+    if components is not None:
+        if (
+            not isinstance(components, list)
+            or not components
+            or len(components) > MAX_COMPONENTS
+            or not all(isinstance(c, dict) and isinstance(c.get("type"), str) for c in components)
+        ):
+            raise ValueError(f"template.components must be 1 to {MAX_COMPONENTS} objects, each with a type")
+        payload["components"] = components
+    return conversations.AgentMessage("template", None, payload)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,6 +113,20 @@ _NEWEST_FIRST = (
     select(Message).where(Message.conversation_id == bindparam("conversation_id")).order_by(Message.created_at.desc())
 )
 _NEWEST, _LATEST_FEW = _NEWEST_FIRST.limit(1), _NEWEST_FIRST.limit(5)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessage:
+    """What staff send: text, media already uploaded to WhatsApp (by id), or an approved
+    template, the one kind WhatsApp delivers outside the 24-hour window."""
+
+    type: str  # "text", "template", or a media type
+    body: str | None = None  # the text, or a media caption
+    payload: dict[str, Any] = field(default_factory=dict)  # media_id, filename; template, language, components
+
+    @property
+    def needs_window(self) -> bool:
+        return self.type != "template"
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +515,7 @@ def message_document(tenant_id: uuid.UUID, message: Message) -> dict[str, Any]:
         "sender_type": message.sender_type,
         "type": message.type,
         "body": message.body,
+        "template": (message.payload or {}).get("template") if message.type == "template" else None,
         "status": message.status,
         "error_code": message.error_code,
         "error_title": message.error_title,
@@ -614,9 +629,10 @@ def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid
 
 
 def queue_agent_message(
-    tenant_id: uuid.UUID, conversation_id: uuid.UUID, text_body: str, user_id: uuid.UUID | None = None
+    tenant_id: uuid.UUID, conversation_id: uuid.UUID, content: AgentMessage, user_id: uuid.UUID | None = None
 ) -> uuid.UUID:
-    """An agent writes to the customer; the sender delivers it (and refuses outside the window)."""
+    """An agent writes to the customer; the sender delivers it (and refuses free-form messages
+    outside the window, which may close between this and the send)."""
     with tenant_session(tenant_id) as session:
         conversation = session.get_one(Conversation, conversation_id)
         message = Message(
@@ -625,17 +641,22 @@ def queue_agent_message(
             outlet_id=conversation.outlet_id,
             direction="outbound",
             sender_type="agent",
-            type="text",
-            body=text_body,
+            type=content.type,
+            body=content.body,
             status="queued",
-            payload={"by": str(user_id) if user_id else None},
+            payload={**content.payload, "by": str(user_id) if user_id else None},
         )
         session.add(message)
         conversation.last_message_at = func.now()
         session.flush()
         message_id = message.id
         _audit(
-            session, tenant_id, user_id, "conversation.agent_message", conversation_id, {"message_id": str(message_id)}
+            session,
+            tenant_id,
+            user_id,
+            "conversation.agent_message",
+            conversation_id,
+            {"message_id": str(message_id), "type": content.type},
         )
         pending = pending_after(session, tenant_id, conversation_id)
     settle(pending)

@@ -150,7 +150,12 @@ def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) 
             )
         else:
             wamid = client.send_media(
-                outlet.phone_number_id, recipient, message.type, payload["media_id"], caption=message.body
+                outlet.phone_number_id,
+                recipient,
+                message.type,
+                payload["media_id"],
+                caption=message.body,
+                filename=payload.get("filename"),
             )
     except GraphError as error:
         return _failed_attempt(message, error, final)

@@ -16,7 +16,7 @@ import requests
 from shared.whatsapp.errors import GraphError, GraphNetworkError, error_from_response, redact_text
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-_CAPTIONED = frozenset({"image", "video", "document"})
+CAPTIONED_MEDIA_TYPES = frozenset({"image", "video", "document"})
 # Failures of the network itself; any other requests error (a bad URL) is a permanent GraphError.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
@@ -84,7 +84,7 @@ class GraphClient:
         """Send already-uploaded media by its id; returns the wamid."""
         if media_type not in MEDIA_TYPES:
             raise ValueError(f"media type must be one of {sorted(MEDIA_TYPES)}, not {media_type!r}")
-        if caption is not None and media_type not in _CAPTIONED:
+        if caption is not None and media_type not in CAPTIONED_MEDIA_TYPES:
             raise ValueError(f"WhatsApp does not allow a caption on {media_type}")
         if filename is not None and media_type != "document":
             raise ValueError("only a document has a filename")

@@ -6,16 +6,18 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from emulators.stack import LocalStack
-from shared.db.models import AuditLogEntry
+from shared.db.models import AuditLogEntry, Conversation, Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
-from tests.pipeline.test_conversations import conversations_of, settled
+from tests.pipeline.test_conversations import conversations_of, messages_of, settled
 
 
 def act(
@@ -102,9 +104,92 @@ def test_edited_claims_do_not_change_the_tenant(
     assert answer.status_code == 200  # acted on its own tenant's conversation, not the forged one
 
 
-def test_bad_message_bodies_are_400(stack: LocalStack, conversation: tuple[dict[str, str], uuid.UUID]) -> None:
+def _agent_messages(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message]:
+    return [m for m in messages_of(tenant, conversation_id) if m.sender_type == "agent"]
+
+
+def _sent(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message] | None:
+    found = _agent_messages(tenant, conversation_id)
+    return found if found and all(m.status == "sent" for m in found) else None
+
+
+def test_outside_the_window_an_agent_sends_a_template_and_no_text(
+    stack: LocalStack, meta: Meta, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID]
+) -> None:
+    customer, conversation_id = conversation
+    with tenant_session(demo_tenant) as session:  # the customer last wrote a day and a bit ago
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(last_customer_message_at=datetime.now(UTC) - timedelta(hours=25))
+        )
+    agent = id_token(stack, "agent@kopinusantara.test")
+    refused = act(stack, conversation_id, "messages", agent, text="Halo kak, pesanannya sudah siap")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == 131047
+    assert "template" in refused.json()["error"]
+    refused_media = act(stack, conversation_id, "messages", agent, media={"type": "image", "id": "1479537139650973"})
+    assert refused_media.status_code == 409
+    assert _agent_messages(demo_tenant, conversation_id) == []  # nothing stored, nothing queued
+
+    components = [{"type": "body", "parameters": [{"type": "text", "text": "Kopi Susu Gula Aren"}]}]
+    template = {"name": "order_ready", "language": "id", "components": components}
+    assert act(stack, conversation_id, "messages", agent, template=template).status_code == 202
+    [message] = wait_for(lambda: _sent(demo_tenant, conversation_id))
+    assert (message.type, message.body, message.payload["template"]) == ("template", None, "order_ready")
+    [call] = meta.sends_to(customer)[1:]  # after the AI's answer to "hello"
+    assert call["body"]["type"] == "template"
+    assert call["body"]["template"] == {"name": "order_ready", "language": {"code": "id"}, "components": components}
+    assert call["wamid"] == message.wa_message_id
+
+
+def test_an_agent_sends_media_by_id(
+    stack: LocalStack, meta: Meta, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID]
+) -> None:
+    customer, conversation_id = conversation
+    agent = id_token(stack, "agent@kopinusantara.test")
+    menu = {"type": "document", "id": "1812493586026451", "caption": "Menu Desember", "filename": "menu.pdf"}
+    assert act(stack, conversation_id, "messages", agent, media=menu).status_code == 202
+    wait_for(lambda: _sent(demo_tenant, conversation_id))
+    sticker = {"type": "sticker", "id": "sticker.1"}
+    assert act(stack, conversation_id, "messages", agent, media=sticker).status_code == 202
+    sent = wait_for(lambda: (len(found := _sent(demo_tenant, conversation_id) or []) == 2 and found) or None)
+    assert [(m.type, m.body) for m in sent] == [("document", "Menu Desember"), ("sticker", None)]
+    calls = meta.sends_to(customer)[1:]
+    assert [c["body"]["type"] for c in calls] == ["document", "sticker"]
+    assert calls[0]["body"]["document"] == {key: menu[key] for key in ("id", "caption", "filename")}
+    assert calls[1]["body"]["sticker"] == {"id": "sticker.1"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"text": "   "},
+        {"text": "x" * 5000},
+        {"text": 42},
+        {"text": "hi", "template": {"name": "order_ready", "language": "id"}},
+        {"media": "1479537139650973"},
+        {"media": {"type": "hologram", "id": "1"}},
+        {"media": {"type": "image"}},
+        {"media": {"type": "image", "id": "../../me"}},
+        {"media": {"type": "sticker", "id": "1", "caption": "no captions on stickers"}},
+        {"media": {"type": "image", "id": "1", "filename": "only documents have one.png"}},
+        {"media": {"type": "image", "id": "1", "caption": "x" * 1025}},
+        {"template": {"name": "Order Ready", "language": "id"}},
+        {"template": {"name": "order_ready"}},
+        {"template": {"name": "order_ready", "language": "Indonesian"}},
+        {"template": {"name": "order_ready", "language": "id", "components": "body"}},
+        {"template": {"name": "order_ready", "language": "id", "components": [{"parameters": []}]}},
+        {"template": {"name": "order_ready", "language": "id", "components": []}},
+    ],
+)
+def test_bad_message_bodies_are_400_and_store_nothing(
+    stack: LocalStack, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID], body: dict[str, Any]
+) -> None:
     _, conversation_id = conversation
     agent = id_token(stack, "agent@kopinusantara.test")
-    assert act(stack, conversation_id, "messages", agent).status_code == 400
-    assert act(stack, conversation_id, "messages", agent, text="   ").status_code == 400
-    assert act(stack, conversation_id, "messages", agent, text="x" * 5000).status_code == 400
+    answer = act(stack, conversation_id, "messages", agent, **body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]
+    assert _agent_messages(demo_tenant, conversation_id) == []

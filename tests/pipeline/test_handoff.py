@@ -12,6 +12,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from shared import conversations
+from shared.conversations import AgentMessage
 from shared.db.models import Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, new_customer, wait_for
@@ -92,7 +93,9 @@ def test_a_resolved_conversation_does_not_loop_back_into_handoff(meta: Meta, dem
     meta.say(customer, "saya mau bicara dengan manusia")
     settled(meta, customer, 1)
     [first] = conversations_of(demo_tenant, customer)
-    conversations.queue_agent_message(demo_tenant, first.id, "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
+    conversations.queue_agent_message(
+        demo_tenant, first.id, AgentMessage("text", "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
+    )
     settled(meta, customer, 2)
     assert conversations.resolve(demo_tenant, first.id)
     meta.say(customer, "terima kasih, sudah beres")

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from emulators.stack import LocalStack
 from shared import conversations
 from shared.access_tokens import encrypt_access_token
+from shared.conversations import AgentMessage
 from shared.db import platform
 from shared.db.models import Conversation, Document, KnowledgeBase, Message, Outlet
 from shared.db.tenancy import tenant_session
@@ -78,7 +79,7 @@ def test_a_tenant_cannot_see_or_touch_another_tenants_conversation(
     stolen = next(iter(their_ids))
     assert not conversations.resolve(demo_tenant, stolen)  # a guessed id is simply not found
     with pytest.raises(Exception, match="No row"):
-        conversations.queue_agent_message(demo_tenant, stolen, "hello from the wrong tenant")
+        conversations.queue_agent_message(demo_tenant, stolen, AgentMessage("text", "hello from the wrong tenant"))
     with tenant_session(other) as session:
         assert session.get_one(Conversation, stolen).status == "active"
 

@@ -11,6 +11,7 @@ import requests
 from sqlalchemy import update
 
 from shared import conversations
+from shared.conversations import AgentMessage
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, fixture, new_customer, wait_for
@@ -83,7 +84,9 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
             .where(Conversation.id == conversation.id)
             .values(last_customer_message_at=datetime.now(UTC) - timedelta(hours=25))
         )
-    message_id = conversations.queue_agent_message(demo_tenant, conversation.id, "Sorry for the late answer!")
+    message_id = conversations.queue_agent_message(
+        demo_tenant, conversation.id, AgentMessage("text", "Sorry for the late answer!")
+    )
 
     def failed() -> Message | None:
         with tenant_session(demo_tenant) as session:
