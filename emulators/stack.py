@@ -53,6 +53,8 @@ DEV_PORTS = {
 }
 PYTHON = sys.executable
 WEBHOOK = "whatsapp-webhook"
+REQUEST_PATH = frozenset({WEBHOOK, "pubsub-emulator"})  # what Meta's webhook delivery waits on
+REQUEST_PATH_HEADROOM = 10  # how much nicer everything else runs (see _yield_to_the_request_path)
 
 
 @dataclass
@@ -259,6 +261,7 @@ class LocalStack:
         )
         if demo:
             seed.upload_demo_knowledge(bucket, demo)
+        _yield_to_the_request_path(self.services)
 
         self.info = {
             "project": PROJECT,
@@ -308,6 +311,43 @@ class LocalStack:
         self.services.append(server)
         urls = prepare_database(server.url, "whatsapp_crm")
         return {"app_url": urls.app_url, "admin_url": urls.admin_url}
+
+
+def _yield_to_the_request_path(running: list[Service]) -> None:
+    """Lower the CPU priority of everything Meta does not wait on.
+
+    In production the webhook has instances of its own and Pub/Sub is a managed service, so
+    conversation work never delays the acknowledgement Meta waits for. On one machine they
+    all share a few cores: the webhook host and the Pub/Sub emulator it publishes to keep the
+    normal priority, and the rest (functions, other emulators, PostgreSQL, the simulator) run
+    REQUEST_PATH_HEADROOM nicer, so a busy moment delays replies, not acknowledgements.
+    Each service is its own process group and session, so this reaches its children and
+    threads too. Where Linux schedules by autogroup (one per session), nice ranks threads only
+    within their session: the session's autogroup gets the nice value as well.
+    """
+    nice = background_nice(os.getpriority(os.PRIO_PROCESS, 0))
+    session = autogroup_nice()
+    for service in running:
+        if service.name in REQUEST_PATH:
+            continue
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PGRP, service.pid, nice)
+        if session is not None:
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{service.pid}/autogroup").write_text(str(background_nice(session)))
+
+
+def background_nice(nice: int) -> int:
+    """REQUEST_PATH_HEADROOM nicer than `nice`: relative, so a stack started under `nice` keeps its order."""
+    return min(19, nice + REQUEST_PATH_HEADROOM)
+
+
+def autogroup_nice(pid: int | str = "self") -> int | None:
+    """The nice value of a process's autogroup, or None where Linux does not schedule by autogroup."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])  # "/autogroup-85 nice 0"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _wire_pubsub() -> None:

@@ -9,12 +9,13 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from sqlalchemy import select
 
-from emulators.stack import LocalStack
+from emulators.stack import REQUEST_PATH, LocalStack, autogroup_nice, background_nice
 from shared.db.models import Document
 from shared.db.tenancy import tenant_session
 from shared.deployment import declaration
@@ -155,3 +156,37 @@ def test_a_poison_event_is_acknowledged_not_redelivered_forever(stack: LocalStac
     wait_for(acknowledged)
     time.sleep(3)  # a redelivery (1 s backoff) would have logged again by now
     assert len(acknowledged()) == 1
+
+
+def _threads_of_group(pgid: int) -> list[tuple[int, int]]:
+    """(thread id, nice) of every thread of every process in a process group, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... nice is the 17th
+            found.append((int(stat.parent.name), int(fields[16])))
+    return found
+
+
+def test_what_meta_does_not_wait_on_yields_the_cpu(stack: LocalStack) -> None:
+    """The webhook host and the Pub/Sub emulator it publishes to keep their priority; every
+    other part, with all its threads and children (gunicorn workers, JVM threads, PostgreSQL
+    backends), and where Linux groups by session, its session, runs nicer."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    session_base = autogroup_nice()
+    requests.get(stack.info["health"]["agent-actions"], timeout=5)  # a PostgreSQL backend or two exist by now
+    for service in stack.services:
+        request_path = service.name in REQUEST_PATH
+        threads = _threads_of_group(service.pid)
+        assert threads, service.name
+        expected = base if request_path else background_nice(base)
+        assert {nice for _, nice in threads} == {expected}, service.name
+        if session_base is not None:
+            expected_session = session_base if request_path else background_nice(session_base)
+            assert autogroup_nice(service.pid) == expected_session, service.name
+    assert {s.name for s in stack.services} >= REQUEST_PATH
