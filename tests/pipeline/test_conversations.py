@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from shared import conversations
-from shared.db.models import Conversation, Customer, Message
+from shared.db.models import Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import parse_webhook
 from tests.pipeline.driver import Meta, inbound, new_customer, wait_for
@@ -239,3 +241,32 @@ def test_a_reaction_is_stored_but_not_answered(meta: Meta, demo_tenant: uuid.UUI
     assert stored.payload["reaction"]["emoji"] == "\N{THUMBS UP SIGN}"
     time.sleep(1.5)
     assert len(meta.sends_to(customer)) == 1
+
+
+@pytest.fixture
+def tenant_settings(demo_tenant: uuid.UUID) -> Iterator[Callable[..., None]]:
+    """Change some of the demo tenant's settings for one test; they are put back afterwards."""
+    with tenant_session(demo_tenant) as session:
+        original = dict(session.get_one(Tenant, demo_tenant).settings)
+
+    def change(settings: dict[str, Any]) -> None:
+        with tenant_session(demo_tenant) as session:
+            session.get_one(Tenant, demo_tenant).settings = settings
+
+    yield lambda **values: change({**original, **values})
+    change(original)
+
+
+def test_read_receipts_and_typing_are_per_tenant_settings(meta: Meta, tenant_settings: Callable[..., None]) -> None:
+    tenant_settings(read_receipts=True, typing_indicator=False)
+    quiet = new_customer()
+    quiet_wamid = meta.say(quiet, "hello")
+    settled(meta, quiet, 1)
+    [read] = [c for c in meta.calls("mark_read") if c["body"]["message_id"] == quiet_wamid]
+    assert "typing_indicator" not in read["body"]
+
+    tenant_settings(read_receipts=False)
+    unread = new_customer()
+    unread_wamid = meta.say(unread, "hello")
+    assert len(settled(meta, unread, 1)) == 1  # answered all the same
+    assert [c for c in meta.calls("mark_read") if c["body"]["message_id"] == unread_wamid] == []
