@@ -374,39 +374,14 @@ class _StatusPoster:
 
     def _post_next(self, statuses: _Statuses) -> None:
         status = statuses.remaining.pop(0)
-        entry: dict[str, Any] = {
-            "id": statuses.wamid,
-            "status": status,
-            "timestamp": str(int(time.time())),
-            **statuses.addressing,
-            "pricing": {
-                "billable": statuses.category != "service",
-                "pricing_model": "PMP",
-                "category": statuses.category,
-                "type": "regular" if statuses.category != "service" else "free_customer_service",
-            },
-        }
-        payload = {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": _WABA_ID,
-                    "changes": [
-                        {
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {
-                                    "display_phone_number": self._display_phone_number,
-                                    "phone_number_id": statuses.phone_number_id,
-                                },
-                                "statuses": [entry],
-                            },
-                            "field": "messages",
-                        }
-                    ],
-                }
-            ],
-        }
+        payload = status_webhook(
+            self._display_phone_number,
+            statuses.phone_number_id,
+            statuses.wamid,
+            status,
+            statuses.addressing,
+            statuses.category,
+        )
         raw = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, statuses.target.app_secret)}
         try:
@@ -418,6 +393,52 @@ class _StatusPoster:
                 log.warning("status webhook %s for %s answered HTTP %s", status, statuses.wamid, answer)
         if statuses.remaining:
             self.post(statuses)
+
+
+def status_webhook(
+    display_phone_number: str,
+    phone_number_id: str,
+    wamid: str,
+    status: str,
+    addressing: dict[str, str],
+    category: str = "service",
+) -> dict[str, Any]:
+    """The webhook body Meta posts when one of our messages is sent, delivered or read.
+    `addressing` is {"recipient_id": phone} or, for a customer known by BSUID only,
+    {"recipient_user_id": bsuid}."""
+    entry: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(int(time.time())),
+        **addressing,
+        "pricing": {
+            "billable": category != "service",
+            "pricing_model": "PMP",
+            "category": category,
+            "type": "regular" if category != "service" else "free_customer_service",
+        },
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": _WABA_ID,
+                "changes": [
+                    {
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": display_phone_number,
+                                "phone_number_id": phone_number_id,
+                            },
+                            "statuses": [entry],
+                        },
+                        "field": "messages",
+                    }
+                ],
+            }
+        ],
+    }
 
 
 def create_app(
