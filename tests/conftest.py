@@ -7,13 +7,18 @@ embedded PostgreSQL is started in a temporary folder and stopped by PID at the e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from emulators.postgres import start_postgres
 from emulators.stack import LocalStack, StackOptions
+
+POLL_SECONDS = 0.02  # how soon a server notices shutdown(); the default 0.5 s slows every test
 
 
 def fresh_shell_environment() -> dict[str, str]:
@@ -56,3 +61,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.stop()
         settings.cache_clear()
         reset_engine()
+
+
+@pytest.fixture
+def serve_wsgi() -> Iterator[Callable[[Any], str]]:
+    """Start any WSGI app on 127.0.0.1 in a thread; returns its base URL."""
+    servers = []
+
+    def start(app: Any) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

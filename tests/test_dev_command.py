@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from emulators.processes import port_is_open
 from emulators.stack import DEV_PORTS
@@ -71,7 +69,7 @@ def run_dev(
     return info, ready_after
 
 
-def test_dev_starts_stops_cleanly_keeps_data_and_resets(tmp_path: Path) -> None:
+def test_dev_starts_stops_cleanly_keeps_data_and_resets(tmp_path: Path, serve_wsgi: Callable[[Any], str]) -> None:
     state = tmp_path / "local"
     first, seconds = run_dev(state)
     assert seconds < 60
@@ -85,9 +83,7 @@ def test_dev_starts_stops_cleanly_keeps_data_and_resets(tmp_path: Path) -> None:
     assert second["app_secret"] == first["app_secret"]
 
     # Meta's side elsewhere: a Graph API of the developer's own, named before scripts/dev starts.
-    graph = make_server("127.0.0.1", 0, create_app(status_delay=0.01), threaded=True)
-    threading.Thread(target=graph.serve_forever, args=(0.05,), daemon=True).start()
-    graph_url = f"http://127.0.0.1:{graph.port}"
+    graph_url = serve_wsgi(create_app(status_delay=0.01))
 
     def say_hello(info: dict[str, Any]) -> None:
         assert info["whatsapp_graph_api_url"] == graph_url
@@ -99,9 +95,5 @@ def test_dev_starts_stops_cleanly_keeps_data_and_resets(tmp_path: Path) -> None:
         [reply] = wait_for(lambda: meta.sends_to(customer) or None, timeout=30)
         assert reply["body"]["text"]["body"]
 
-    try:
-        third, _ = run_dev(state, "--reset", env_extra={"WHATSAPP_GRAPH_API_URL": graph_url}, use=say_hello)
-    finally:
-        graph.shutdown()
-        graph.server_close()
+    third, _ = run_dev(state, "--reset", env_extra={"WHATSAPP_GRAPH_API_URL": graph_url}, use=say_hello)
     assert third["demo"]["tenant_id"] != first["demo"]["tenant_id"]

@@ -15,36 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from emulators.whatsapp_simulator import Simulator, create_app
+from tests.conftest import POLL_SECONDS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "whatsapp"
-_POLL_SECONDS = 0.02  # how soon a server notices shutdown(); the default 0.5 s slows every test
 
 
 def load_payload(name: str) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
     return payload
-
-
-@pytest.fixture
-def serve_wsgi() -> Iterator[Callable[[Any], str]]:
-    """Start any WSGI app on 127.0.0.1 in a thread; returns its base URL."""
-    servers = []
-
-    def start(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(_POLL_SECONDS,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.port}"
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass
@@ -98,7 +78,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver = WebhookReceiver(f"http://127.0.0.1:{server.server_address[1]}/whatsapp-webhook")
-    thread = threading.Thread(target=server.serve_forever, args=(_POLL_SECONDS,), daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), daemon=True)
     thread.start()
     yield receiver
     server.shutdown()
