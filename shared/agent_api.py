@@ -6,7 +6,8 @@ Dashboards read through Firestore; they act through this HTTP API. The caller is
 Firebase ID token says, and their tenant, role and outlet come from our users table, not
 from the token's claims: a token whose claims were edited still acts for its real tenant.
 A conversation of another tenant, or of another outlet for an outlet-scoped agent, is
-simply not found (404), never "forbidden", so ids cannot be probed.
+simply not found (404), never "forbidden", so ids cannot be probed. A dashboard that retries
+a message it is not sure went out sends the same `Idempotency-Key`: the customer gets it once.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ MAX_COMPONENTS = 10  # header, body, buttons: a template has a handful at most
 WINDOW_CLOSED = (
     "the customer last wrote more than 24 hours ago: WhatsApp delivers only an approved template until they write again"
 )
-_MEDIA_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
+_MEDIA_ID = _IDEMPOTENCY_KEY = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 _ROUTE = re.compile(r"^/conversations/(?P<id>[0-9a-fA-F-]{36})/(?P<action>take-over|messages|return-to-ai|resolve)$")
@@ -92,7 +93,10 @@ def handle(request: Any) -> Response:
         conversation = _visible(staff, uuid.UUID(route["id"]))
         if conversation is None:
             return {"error": "no such conversation"}, 404
-        return _act(staff, conversation, route["action"], request.get_json(silent=True))
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            return {"error": "Idempotency-Key must be 1 to 128 letters, digits, '-', '_', '.' or ':'"}, 400
+        return _act(staff, conversation, route["action"], request.get_json(silent=True), key)
 
 
 def _visible(staff: Staff, conversation_id: uuid.UUID) -> Conversation | None:
@@ -101,7 +105,7 @@ def _visible(staff: Staff, conversation_id: uuid.UUID) -> Conversation | None:
     return conversation if conversation is not None and staff.outlet_id in (None, conversation.outlet_id) else None
 
 
-def _act(staff: Staff, conversation: Conversation, action: str, body: Any) -> Response:
+def _act(staff: Staff, conversation: Conversation, action: str, body: Any, key: str | None) -> Response:
     tenant, user, conversation_id = staff.tenant_id, staff.user_id, conversation.id
     if action == "messages":
         try:
@@ -110,7 +114,7 @@ def _act(staff: Staff, conversation: Conversation, action: str, body: Any) -> Re
             return {"error": str(exc)}, 400
         if content.needs_window and not conversations.window_open(conversation):
             return {"error": WINDOW_CLOSED, "code": 131047}, 409
-        message_id = conversations.queue_agent_message(tenant, conversation_id, content, user)
+        message_id = conversations.queue_agent_message(tenant, conversation_id, content, user, key)
         return {"message_id": str(message_id), "status": "queued"}, 202
     done = {
         "take-over": conversations.take_over,

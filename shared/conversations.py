@@ -113,6 +113,11 @@ _NEWEST_FIRST = (
     select(Message).where(Message.conversation_id == bindparam("conversation_id")).order_by(Message.created_at.desc())
 )
 _NEWEST, _LATEST_FEW = _NEWEST_FIRST.limit(1), _NEWEST_FIRST.limit(5)
+_AGENT_MESSAGE_BY_KEY = select(Message.id).where(
+    Message.conversation_id == bindparam("conversation_id"),
+    Message.sender_type == "agent",
+    Message.payload["idempotency_key"].astext == bindparam("key"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,12 +634,24 @@ def return_to_ai(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid
 
 
 def queue_agent_message(
-    tenant_id: uuid.UUID, conversation_id: uuid.UUID, content: AgentMessage, user_id: uuid.UUID | None = None
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    content: AgentMessage,
+    user_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
 ) -> uuid.UUID:
     """An agent writes to the customer; the sender delivers it (and refuses free-form messages
-    outside the window, which may close between this and the send)."""
+    outside the window, which may close between this and the send). A retry with the same
+    idempotency key finds the message already queued: the conversation's row lock orders
+    concurrent retries, so the second sees the first."""
     with tenant_session(tenant_id) as session:
-        conversation = session.get_one(Conversation, conversation_id)
+        conversation = session.get_one(Conversation, conversation_id, with_for_update=True)
+        if idempotency_key is not None:
+            earlier = session.scalar(
+                _AGENT_MESSAGE_BY_KEY, {"conversation_id": conversation_id, "key": idempotency_key}
+            )
+            if earlier is not None:
+                return earlier
         message = Message(
             tenant_id=tenant_id,
             conversation_id=conversation_id,
@@ -644,7 +661,7 @@ def queue_agent_message(
             type=content.type,
             body=content.body,
             status="queued",
-            payload={**content.payload, "by": str(user_id) if user_id else None},
+            payload={**content.payload, "by": str(user_id) if user_id else None, "idempotency_key": idempotency_key},
         )
         session.add(message)
         conversation.last_message_at = func.now()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,9 +23,16 @@ from tests.pipeline.test_conversations import conversations_of, messages_of, set
 
 
 def act(
-    stack: LocalStack, conversation_id: object, action: str, token: str | None, **body: object
+    stack: LocalStack,
+    conversation_id: object,
+    action: str,
+    token: str | None,
+    idempotency_key: str | None = None,
+    **body: object,
 ) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     url = f"{stack.info['functions']['agent-actions']}/conversations/{conversation_id}/{action}"
     return requests.post(url, json=body or None, headers=headers, timeout=10)
 
@@ -159,6 +168,29 @@ def test_an_agent_sends_media_by_id(
     assert [c["body"]["type"] for c in calls] == ["document", "sticker"]
     assert calls[0]["body"]["document"] == {key: menu[key] for key in ("id", "caption", "filename")}
     assert calls[1]["body"]["sticker"] == {"id": "sticker.1"}
+
+
+def test_a_retried_message_with_the_same_idempotency_key_goes_out_once(
+    stack: LocalStack, meta: Meta, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID]
+) -> None:
+    """The dashboard lost the answer and sends again, twice at once even: one message, one send."""
+    customer, conversation_id = conversation
+    agent = id_token(stack, "agent@kopinusantara.test")
+    key = f"dashboard-{uuid.uuid4()}"
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(
+            pool.map(
+                lambda _: act(stack, conversation_id, "messages", agent, key, text="Sudah kami kirim ya kak"), range(3)
+            )
+        )
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert len({a.json()["message_id"] for a in answers}) == 1
+    other = act(stack, conversation_id, "messages", agent, f"dashboard-{uuid.uuid4()}", text="Sudah kami kirim ya kak")
+    assert other.json()["message_id"] != answers[0].json()["message_id"]  # another key is another message
+    wait_for(lambda: (len(found := _sent(demo_tenant, conversation_id) or []) == 2 and found) or None)
+    time.sleep(1)
+    assert len(meta.sends_to(customer)) == 3  # the AI's answer to "hello", then the two agent messages
+    assert act(stack, conversation_id, "messages", agent, "not a key!", text="hi").status_code == 400
 
 
 @pytest.mark.parametrize(
