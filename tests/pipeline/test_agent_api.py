@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from emulators.stack import LocalStack
 from shared.db.models import AuditLogEntry, Conversation, Message
 from shared.db.tenancy import tenant_session
-from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
+from tests.pipeline.driver import ACCEPTED, Meta, id_token, new_customer, wait_for
 from tests.pipeline.test_conversations import conversations_of, messages_of, settled
 
 
@@ -119,7 +119,7 @@ def _agent_messages(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Messa
 
 def _sent(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message] | None:
     found = _agent_messages(tenant, conversation_id)
-    return found if found and all(m.status == "sent" for m in found) else None
+    return found if found and all(m.status in ACCEPTED for m in found) else None
 
 
 def test_outside_the_window_an_agent_sends_a_template_and_no_text(

@@ -14,7 +14,7 @@ from shared import conversations
 from shared.conversations import AgentMessage
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
-from tests.pipeline.driver import Meta, fixture, new_customer, wait_for
+from tests.pipeline.driver import ACCEPTED, Meta, fixture, new_customer, wait_for
 from tests.pipeline.test_conversations import conversations_of, messages_of, settled
 
 
@@ -32,7 +32,7 @@ def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_
     meta.fail_next(2, error_code=131000)  # "Something went wrong": transient
     meta.say(customer, "hello")
     wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "sent") or None,
+        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status in ACCEPTED) or None,
         timeout=30,
     )
     time.sleep(2)
