@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +39,21 @@ class Started:
         thing.start()
         self.running.append(thing)
         return thing
+
+
+@contextmanager
+def stops_on_sigterm(service: Service) -> Iterator[Service]:
+    """Run the block against a command-line emulator, then SIGTERM it: it must exit by itself
+    with status 0 (and is stopped by PID whatever happens)."""
+    try:
+        yield service
+    finally:
+        service.process.send_signal(signal.SIGTERM)
+        try:
+            returncode = service.process.wait(10)
+        finally:
+            service.stop()
+    assert returncode == 0
 
 
 @pytest.fixture

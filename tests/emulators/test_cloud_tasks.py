@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import signal
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from emulators.cloud_tasks import CloudTasksServer, create_server
 from emulators.keepalive import Connections
 from emulators.processes import free_port, port_is_open, start
 from shared.deployment import QueueConfig
-from tests.emulators.conftest import MakeReceiver, Started
+from tests.emulators.conftest import MakeReceiver, Started, stops_on_sigterm
 
 PROJECT, LOCATION, QUEUE = "whatsapp-crm-test", "asia-southeast2", "fast"
 
@@ -326,7 +325,7 @@ def test_the_command_line_serves_the_declared_queues_and_stops_on_sigterm(
         cwd=Path(__file__).resolve().parents[2],
         timeout=20,
     )
-    try:
+    with stops_on_sigterm(service):
         client = client_for(f"http://127.0.0.1:{port}")
         parent = client.queue_path(PROJECT, LOCATION, "whatsapp-send")
         client.create_task(parent=parent, task={"http_request": {"url": f"{receiver.url}/message-sender"}})
@@ -335,13 +334,6 @@ def test_the_command_line_serves_the_declared_queues_and_stops_on_sigterm(
         )
         for request in receiver.wait_for(2):
             assert request.headers["x-cloudtasks-queuename"] == "whatsapp-send"
-    finally:
-        service.process.send_signal(signal.SIGTERM)
-        try:
-            returncode = service.process.wait(10)
-        finally:
-            service.stop()
-    assert returncode == 0
 
 
 # The HTTP plumbing the emulators share ------------------------------------------------------------

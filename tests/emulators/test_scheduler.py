@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ import requests
 
 from emulators.processes import free_port, port_is_open, start
 from emulators.scheduler import ScheduledJob, Scheduler, declared_jobs
-from tests.emulators.conftest import MakeReceiver, Started
+from tests.emulators.conftest import MakeReceiver, Started, stops_on_sigterm
 
 MakeScheduler = Callable[..., Scheduler]
 
@@ -120,14 +119,7 @@ def test_the_command_line_fires_declared_jobs_and_stops_on_sigterm(tmp_path: Pat
         cwd=Path(__file__).resolve().parents[2],
         timeout=20,
     )
-    try:
+    with stops_on_sigterm(service):
         answer = requests.post(f"http://127.0.0.1:{port}/_emulator/run/conversation-expiry", timeout=5)
         assert answer.json() == {"job": "conversation-expiry", "status": 200}
         assert receiver.wait_for(1)[0].path == "/conversation-expiry"
-    finally:
-        service.process.send_signal(signal.SIGTERM)
-        try:
-            returncode = service.process.wait(10)
-        finally:
-            service.stop()
-    assert returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 import uuid
@@ -25,7 +24,7 @@ from emulators.storage_events import (
     event_id,
 )
 from shared.deployment import declaration
-from tests.emulators.conftest import MakeReceiver, Receiver, Started
+from tests.emulators.conftest import MakeReceiver, Receiver, Started, stops_on_sigterm
 
 FUNCTION = "document-ingest"
 
@@ -226,15 +225,8 @@ def test_the_command_line_watches_the_declared_bucket_and_stops_on_sigterm(
         cwd=Path(__file__).resolve().parents[2],
         timeout=20,
     )
-    try:
+    with stops_on_sigterm(service):
         upload(bucket, "cli.pdf", b"c")
         (event,) = receiver.wait_for(1)
         assert event.path == f"/{FUNCTION}"
         assert event_data(event.body)["name"] == "cli.pdf"
-    finally:
-        service.process.send_signal(signal.SIGTERM)
-        try:
-            returncode = service.process.wait(10)
-        finally:
-            service.stop()
-    assert returncode == 0
