@@ -213,6 +213,34 @@ def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUI
     assert [c.id for c in conversations_of(demo_tenant, moved)] == [before.id]
 
 
+def test_changed_bsuid_keeps_the_conversation_and_replies_follow_it(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """A username user (no phone) gets a new business-scoped id: same customer, same
+    conversation, and the next reply goes to the new BSUID."""
+    customer = {**new_customer(), "phone": None}
+    meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
+    settled(meta, customer, 1)
+    [before] = conversations_of(demo_tenant, customer)
+    moved = {**customer, "bsuid": f"ID.{uuid.uuid4().int % 10**18}"}
+    payload, _ = inbound("system_user_changed_user_id", meta.phone_number_id, customer)
+    value = payload["entry"][0]["changes"][0]["value"]
+    value.pop("contacts")  # system messages carry no contacts array
+    value["messages"][0]["system"].update(
+        body=f"User Rina changed from {customer['bsuid']} to {moved['bsuid']}",
+        user_id=moved["bsuid"],
+        previous_user_id=customer["bsuid"],
+    )
+    assert meta.deliver(payload).status_code == 200
+    row = wait_for(lambda: customer_row(demo_tenant, moved))
+    assert (row.phone_number, row.bsuid) == (None, moved["bsuid"])
+    assert customer_row(demo_tenant, customer) is None  # re-keyed, not duplicated
+    meta.say(moved, "still me", fixture_name="text_bsuid_username_no_phone")
+    [reply] = settled(meta, moved, 1)
+    assert reply["body"]["recipient"] == moved["bsuid"]
+    assert "to" not in reply["body"]
+    assert [c.id for c in conversations_of(demo_tenant, moved)] == [before.id]
+    assert len(meta.sends_to(customer)) == 1  # the old BSUID got only the answer to "hello"
+
+
 def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = new_customer()
     sent_at = int(time.time()) - 30

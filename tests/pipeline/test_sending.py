@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import requests
 from sqlalchemy import update
 
@@ -26,15 +28,21 @@ def reply_of(tenant: uuid.UUID, customer: dict[str, str]) -> Message | None:
     return replies[-1] if replies else None
 
 
+def reply_reaching(
+    tenant: uuid.UUID, customer: dict[str, str], statuses: Collection[str], timeout: float = 20.0
+) -> Message:
+    """Wait until the customer's latest reply has one of `statuses`."""
+    return wait_for(
+        lambda: ((m := reply_of(tenant, customer)) is not None and m.status in statuses and m) or None, timeout
+    )
+
+
 def test_retryable_errors_are_retried_then_sent_once(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
     meta = clean_failures
     customer = new_customer()
     meta.fail_next(2, error_code=131000)  # "Something went wrong": transient
     meta.say(customer, "hello")
-    wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status in ACCEPTED) or None,
-        timeout=30,
-    )
+    reply_reaching(demo_tenant, customer, ACCEPTED, timeout=30)
     time.sleep(2)
     attempts = meta.sends_to(customer, accepted_only=False)
     assert [a["status"] for a in attempts] == [500, 500, 200]
@@ -59,17 +67,27 @@ def test_server_errors_and_throughput_limits_are_retried(clean_failures: Meta, d
     assert len(codes) == 4
 
 
-def test_permanent_errors_are_recorded_and_not_retried(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+@pytest.mark.parametrize(
+    ("code", "by_bsuid"),
+    [
+        (131026, False),  # undeliverable
+        (131030, False),  # recipient not in the allowed list
+        (190, False),  # the outlet's access token expired
+        (100, False),  # invalid parameter
+        (131062, True),  # BSUID recipients not supported for this message
+    ],
+)
+def test_permanent_errors_are_recorded_and_not_retried(
+    clean_failures: Meta, demo_tenant: uuid.UUID, code: int, by_bsuid: bool
+) -> None:
     meta = clean_failures
-    customer = new_customer()
-    meta.fail_next(1, error_code=131026)  # undeliverable
-    meta.say(customer, "hello")
-    reply = wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "failed" and m) or None
-    )
-    assert reply.error_code == 131026
+    customer = {**new_customer(), "phone": None} if by_bsuid else new_customer()
+    meta.fail_next(1, error_code=code)
+    meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone" if by_bsuid else "text_phone_and_bsuid")
+    reply = reply_reaching(demo_tenant, customer, {"failed"})
+    assert reply.error_code == code
     assert reply.error_title
-    time.sleep(3)  # a retry would have happened by now (min backoff is 1 s)
+    time.sleep(2.5)  # a retry would have happened by now (min backoff is 1 s)
     assert len(meta.sends_to(customer, accepted_only=False)) == 1
 
 
@@ -102,16 +120,36 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
 def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = new_customer()
     meta.say(customer, "hello")
-    reply = wait_for(lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None)
+    reply = reply_reaching(demo_tenant, customer, {"read"})
     assert reply.sent_at is not None
     assert reply.delivered_at is not None
     assert reply.read_at is not None
 
 
+def test_a_failed_status_fails_the_reply_for_good(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """Meta accepted the reply, then could not deliver it: the status webhook's error code and
+    title are kept, and no later `delivered` or `read` undoes the failure."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    reply = reply_reaching(demo_tenant, customer, ACCEPTED)
+    payload = fixture("status_failed")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = meta.phone_number_id
+    value["statuses"][0].update(id=reply.wa_message_id, timestamp=str(int(time.time())), recipient_id=customer["phone"])
+    assert meta.deliver(payload).status_code == 200
+    failed = reply_reaching(demo_tenant, customer, {"failed"})
+    assert (failed.error_code, failed.error_title) == (131047, "Re-engagement message")
+    assert failed.failed_at is not None
+    time.sleep(1)  # the simulator's own delivered and read webhooks for this reply have come by now
+    after = reply_of(demo_tenant, customer)
+    assert after is not None
+    assert (after.id, after.status) == (reply.id, "failed")
+
+
 def test_status_with_only_a_bsuid_is_matched(meta: Meta, demo_tenant: uuid.UUID) -> None:
     customer = {**new_customer(), "phone": None}
     meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
-    reply = wait_for(lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status == "read" and m) or None)
+    reply = reply_reaching(demo_tenant, customer, {"read"})
     assert reply.read_at is not None
 
 
@@ -119,9 +157,7 @@ def test_a_task_delivered_twice_sends_once(meta: Meta, demo_tenant: uuid.UUID) -
     """Cloud Tasks is at-least-once too: the same task body arrives again after success."""
     customer = new_customer()
     meta.say(customer, "hello")
-    reply = wait_for(
-        lambda: ((m := reply_of(demo_tenant, customer)) is not None and m.status != "queued" and m) or None
-    )
+    reply = reply_reaching(demo_tenant, customer, {*ACCEPTED, "failed"})
     sender = meta.info["functions"]["message-sender"]
     body = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(reply.id)}
     again = requests.post(sender, json=body, timeout=10)
