@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,6 +113,12 @@ _NEWEST_FIRST = (
     select(Message).where(Message.conversation_id == bindparam("conversation_id")).order_by(Message.created_at.desc())
 )
 _NEWEST, _LATEST_FEW = _NEWEST_FIRST.limit(1), _NEWEST_FIRST.limit(5)
+_NEWEST_FROM_CUSTOMER = (
+    select(Message.id)
+    .where(Message.conversation_id == bindparam("conversation_id"), Message.direction == "inbound")
+    .order_by(Message.created_at.desc())
+    .limit(1)
+)
 _AGENT_MESSAGE_BY_KEY = select(Message.id).where(
     Message.conversation_id == bindparam("conversation_id"),
     Message.sender_type == "agent",
@@ -176,14 +182,45 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
 
 
 @dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """Blue ticks on a customer's message we answer, and "typing..." while the AI prepares the
+    answer. The task is named after the message: it is marked read once, however often queued."""
+
+    tenant_id: uuid.UUID
+    message_id: uuid.UUID
+    typing_indicator: bool
+
+    def enqueue(self) -> None:
+        send_queue.enqueue(
+            f"read-{self.message_id}",
+            {
+                "tenant_id": str(self.tenant_id),
+                "kind": "read",
+                "message_id": str(self.message_id),
+                "typing_indicator": self.typing_indicator,
+            },
+        )
+
+
+def _read_receipt(tenant: Tenant, message_id: uuid.UUID, *, typing: bool) -> ReadReceipt | None:
+    """The read receipt the tenant's settings ask for (`read_receipts`, `typing_indicator`)."""
+    if not tenant.settings.get("read_receipts", True):
+        return None
+    return ReadReceipt(tenant.id, message_id, typing and bool(tenant.settings.get("typing_indicator", True)))
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
-    """What a committed transaction leaves to do: queue the sends it created (again, after a
-    failure: task names make that harmless) and show the new state on the dashboard."""
+    """What a committed transaction leaves to do: mark the customer's message read, queue the
+    sends it created (again, after a failure: task names make that harmless) and show the new
+    state on the dashboard. The read receipt waits for the commit when the message it marks is
+    written by the same transaction; the sender would not find it before."""
 
     tenant_id: uuid.UUID
     queued: list[uuid.UUID]
     conversation: dict[str, Any]
     messages: list[dict[str, Any]]
+    read: ReadReceipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +264,15 @@ def store_inbound(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: InboundMess
         conversation.last_message_at = func.now()
         tenant = session.get_one(Tenant, tenant_id)
         reason = _asks_for_a_person(event, tenant.settings)
+        read = None
         if conversation.status == "active" and reason:
             hand_off(session, tenant, conversation, reason, language_hint=[event.text_for_ai or ""])
+            read = _read_receipt(tenant, message_id, typing=False)  # the notice answers it
         handed_off = conversation.status == "handed_off"
         if handed_off or event.type in NOT_ANSWERED:
             session.execute(_MARK_PROCESSED, {"message_id": message_id})
-        return _Stored(
-            conversation.id, message_id, False, handed_off, pending_after(session, tenant_id, conversation.id)
-        )
+        pending = replace(pending_after(session, tenant_id, conversation.id), read=read)
+        return _Stored(conversation.id, message_id, False, handed_off, pending)
 
 
 def _insert_once(session: Session, **values: Any) -> uuid.UUID | None:
@@ -345,16 +383,8 @@ def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) 
     if not _should_answer(session, tenant, conversation, waiting[-1], texts):
         return None
     newest = waiting[-1]
-    if tenant.settings.get("read_receipts", True):
-        send_queue.enqueue(
-            f"read-{newest.id}",
-            {
-                "tenant_id": str(tenant_id),
-                "kind": "read",
-                "message_id": str(newest.id),
-                "typing_indicator": bool(tenant.settings.get("typing_indicator", True)),
-            },
-        )
+    if (read := _read_receipt(tenant, newest.id, typing=True)) is not None:
+        read.enqueue()  # now, before the answer is generated: "typing..." shows meanwhile
     reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
     session.refresh(conversation, with_for_update=True)
     if conversation.status != "active":
@@ -418,8 +448,10 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
 
 
 def settle(pending: Pending) -> None:
-    """After the commit: queue each waiting send (named after its message, so queueing it again
-    never sends twice) and update the dashboard."""
+    """After the commit: mark the customer's message read, queue each waiting send (named after
+    its message, so queueing it again never sends twice) and update the dashboard."""
+    if pending.read is not None:
+        pending.read.enqueue()
     for message_id in pending.queued:
         send_queue.enqueue(
             f"send-{message_id}", {"tenant_id": str(pending.tenant_id), "kind": "send", "message_id": str(message_id)}
@@ -675,6 +707,10 @@ def queue_agent_message(
             conversation_id,
             {"message_id": str(message_id), "type": content.type},
         )
-        pending = pending_after(session, tenant_id, conversation_id)
+        customer_wrote = session.scalar(_NEWEST_FROM_CUSTOMER, {"conversation_id": conversation_id})
+        read = None  # the agent answers the customer's newest message: it shows as read
+        if customer_wrote is not None:
+            read = _read_receipt(session.get_one(Tenant, tenant_id), customer_wrote, typing=False)
+        pending = replace(pending_after(session, tenant_id, conversation_id), read=read)
     settle(pending)
     return message_id

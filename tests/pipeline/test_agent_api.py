@@ -53,11 +53,19 @@ def test_an_agent_takes_over_writes_and_resolves(
     agent = id_token(stack, "agent@kopinusantara.test")
     assert act(stack, conversation_id, "take-over", agent).status_code == 200
     assert conversations_of(demo_tenant, customer)[0].status == "handed_off"
-    meta.say(customer, "are you a bot?")
+    question = meta.say(customer, "are you a bot?")
+    wait_for(lambda: [m for m in messages_of(demo_tenant, conversation_id) if m.wa_message_id == question])
+
+    def reads_of_question() -> list[dict[str, Any]]:
+        return [c for c in meta.calls("mark_read") if c["body"]["message_id"] == question]
+
+    assert reads_of_question() == []  # nobody answered it yet
     written = act(stack, conversation_id, "messages", agent, text="Bukan kak, saya Dewi dari Kopi Nusantara 🙂")
     assert written.status_code == 202
     sends = wait_for(lambda: (len(meta.sends_to(customer)) == 2 and meta.sends_to(customer)) or None)
     assert sends[-1]["body"]["text"]["body"].startswith("Bukan kak")  # the AI said nothing in between
+    [read] = wait_for(reads_of_question)  # the agent answered it: blue ticks, no "typing..."
+    assert "typing_indicator" not in read["body"]
     assert act(stack, conversation_id, "resolve", agent).status_code == 200
     assert act(stack, conversation_id, "resolve", agent).status_code == 409  # already resolved
     with tenant_session(demo_tenant) as session:

@@ -54,9 +54,11 @@ def test_asking_for_a_person_hands_off_in_both_languages(
     meta: Meta, demo_tenant: uuid.UUID, handoff_events: list[dict[str, object]], text: str, language_word: str
 ) -> None:
     customer = new_customer()
-    meta.say(customer, text)
+    wamid = meta.say(customer, text)
     [notice] = settled(meta, customer, 1)
     assert language_word in notice["body"]["text"]["body"].lower()
+    [read] = [c for c in meta.calls("mark_read") if c["body"]["message_id"] == wamid]  # the notice answers it
+    assert "typing_indicator" not in read["body"]
     [conversation] = conversations_of(demo_tenant, customer)
     assert conversation.status == "handed_off"
     assert conversation.handoff_reason is not None
