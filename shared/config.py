@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     whatsapp_verify_token: SecretStr = SecretStr("")
     whatsapp_graph_api_url: str = "https://graph.facebook.com"
     whatsapp_graph_api_version: str = "v23.0"
-    whatsapp_webhook_max_body_bytes: int = 1_048_576
+    whatsapp_webhook_max_body_bytes: int = 4_194_304  # Meta's deliveries are up to 3 MB
 
     # Access tokens of outlets are encrypted with Cloud KMS in production (KMS_KEY_NAME);
     # locally with a 32-byte urlsafe-base64 key (LOCAL_TOKEN_KEY), written by scripts/dev.

@@ -141,4 +141,5 @@ def rekey(
         if other is not None and other.id != customer.id:
             customer = merge(session, keep=customer, duplicate=other)
     _absorb(customer, new, seen_at)
+    customer.phone_number = new.phone  # the old number is not theirs any more: never sent to again
     return customer

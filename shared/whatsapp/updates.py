@@ -29,7 +29,12 @@ WHATSAPP_OBJECT = "whatsapp_business_account"
 MESSAGES_FIELD = "messages"
 
 _MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-_IDENTITY_CHANGE_TYPES = frozenset({"user_changed_number", "user_changed_user_id"})
+# Older payloads (and pywa) call a number change `customer_changed_number`: the same event.
+_IDENTITY_CHANGE_TYPES = {
+    "user_changed_number": "user_changed_number",
+    "customer_changed_number": "user_changed_number",
+    "user_changed_user_id": "user_changed_user_id",
+}
 # Body of a system message: "User <name> changed from <old> to <new>".
 _SYSTEM_BODY = re.compile(r"^User (?P<name>.+?) changed from (?P<old>\S+) to (?P<new>\S+)\s*$")
 
@@ -210,7 +215,8 @@ class IdentityChange:
     """The customer changed phone number or BSUID: re-key them, keep the conversation.
 
     `kind` is Meta's system type: `user_changed_number` (new phone, and a new BSUID
-    since a BSUID is tied to the number) or `user_changed_user_id` (new BSUID only).
+    since a BSUID is tied to the number) or `user_changed_user_id` (a new BSUID and no phone:
+    Meta sends it when the user's number changed and may not be shared with us).
     """
 
     event_kind: ClassVar[str] = "identity_change"
@@ -231,13 +237,14 @@ class IdentityChange:
         """The customer after the change: the new identifiers, the old ones where unchanged.
 
         The BSUID is regenerated with a phone change, so a number change never keeps the old
-        BSUID even when the webhook does not tell the new one.
+        BSUID even when the webhook does not tell the new one. Either change ends the old
+        phone number: it is someone else's now, or about to be, and is never written to again.
         """
         number_changed = self.kind == "user_changed_number"
         return CustomerIdentity(
             bsuid=self.new_bsuid or (None if number_changed else self.old.bsuid),
             parent_bsuid=self.new_parent_bsuid or (None if number_changed else self.old.parent_bsuid),
-            phone=self.new_phone or self.old.phone,
+            phone=self.new_phone,
             username=self.old.username,
             profile_name=self.old.profile_name,
         )
@@ -383,8 +390,10 @@ def _parse_message(msg: dict[str, Any], ctx: _Change) -> InboundMessage | Identi
     timestamp = _timestamp(msg.get("timestamp"))
     msg_type = _str(msg.get("type")) or "unknown"
     system = _dict(msg.get("system"))
-    if msg_type == "system" and system is not None and system.get("type") in _IDENTITY_CHANGE_TYPES:
+    if msg_type == "system" and system is not None and _str(system.get("type")) in _IDENTITY_CHANGE_TYPES:
         return _identity_change(msg, system, message_id, timestamp, ctx)
+    if msg.get("group_id") is not None:
+        raise _Skip("a message in a WhatsApp group: groups are not handled (never answered one to one)")
 
     customer = _sender(msg, ctx.contacts)
     if customer.bsuid is None and customer.phone is None:
@@ -486,7 +495,7 @@ def _interactive(block: dict[str, Any], fields: dict[str, Any]) -> bool:
 def _identity_change(
     msg: dict[str, Any], system: dict[str, Any], message_id: str, timestamp: datetime, ctx: _Change
 ) -> IdentityChange:
-    kind = str(system["type"])
+    kind = _IDENTITY_CHANGE_TYPES[str(system["type"])]
     body = _str(system.get("body"))
     from_body = _SYSTEM_BODY.match(body or "")
     old_bsuid = _str(system.get("previous_user_id")) or _str(msg.get("from_user_id"))
@@ -527,6 +536,8 @@ def _parse_status(status: dict[str, Any], ctx: _Change) -> StatusUpdate:
     state = _str(status.get("status"))
     if state is None:
         raise _Skip("status without a status value")
+    if status.get("recipient_type") == "group":
+        raise _Skip("status of a message to a WhatsApp group: groups are not handled")
     phone = _str(status.get("recipient_id"))
     bsuid = _str(status.get("recipient_user_id"))
     contact = _match_contact(ctx.contacts, bsuid, phone)

@@ -214,14 +214,15 @@ def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUI
 
 
 def test_changed_bsuid_keeps_the_conversation_and_replies_follow_it(meta: Meta, demo_tenant: uuid.UUID) -> None:
-    """A username user (no phone) gets a new business-scoped id: same customer, same
-    conversation, and the next reply goes to the new BSUID."""
-    customer = {**new_customer(), "phone": None}
-    meta.say(customer, "hello", fixture_name="text_bsuid_username_no_phone")
+    """user_changed_user_id: the customer's number changed and may not be shared with us. Same
+    customer, same conversation; the old number is forgotten and the next reply goes to the
+    new BSUID, never to a number that may be someone else's now."""
+    customer = new_customer()
+    meta.say(customer, "hello")
     settled(meta, customer, 1)
     [before] = conversations_of(demo_tenant, customer)
-    moved = {**customer, "bsuid": f"ID.{uuid.uuid4().int % 10**18}"}
-    payload, _ = inbound("system_user_changed_user_id", meta.phone_number_id, customer)
+    moved = {"phone": None, "bsuid": f"ID.{uuid.uuid4().int % 10**18}", "name": customer["name"]}
+    payload, _ = inbound("system_user_changed_user_id", meta.phone_number_id, {**customer, "phone": None})
     value = payload["entry"][0]["changes"][0]["value"]
     value.pop("contacts")  # system messages carry no contacts array
     value["messages"][0]["system"].update(
@@ -238,7 +239,7 @@ def test_changed_bsuid_keeps_the_conversation_and_replies_follow_it(meta: Meta, 
     assert reply["body"]["recipient"] == moved["bsuid"]
     assert "to" not in reply["body"]
     assert [c.id for c in conversations_of(demo_tenant, moved)] == [before.id]
-    assert len(meta.sends_to(customer)) == 1  # the old BSUID got only the answer to "hello"
+    assert len(meta.sends_to(customer)) == 1  # the old number got only the answer to "hello"
 
 
 def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tenant: uuid.UUID) -> None:

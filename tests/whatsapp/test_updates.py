@@ -396,7 +396,8 @@ def test_user_changed_number_without_new_bsuid_drops_the_old_one() -> None:
     assert change.new.phone == "6289876543210"
 
 
-def test_legacy_user_changed_number_with_customer_field() -> None:
+@pytest.mark.parametrize("system_type", ["user_changed_number", "customer_changed_number"])
+def test_legacy_user_changed_number_with_customer_field(system_type: str) -> None:
     payload = load_payload("system_user_changed_number")
     message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
     del message["from"], message["from_user_id"]
@@ -404,9 +405,10 @@ def test_legacy_user_changed_number_with_customer_field() -> None:
         "body": "User Budi changed from 6281234567890 to 6289876543210",
         "new_wa_id": "6289876543210",
         "customer": "6281234567890",
-        "type": "user_changed_number",
+        "type": system_type,
     }
     (change,) = parse_webhook(payload).identity_changes
+    assert change.kind == "user_changed_number"
     assert change.old.phone == "6281234567890"
     assert change.new_phone == "6289876543210"
 
@@ -425,16 +427,34 @@ def test_user_changed_user_id() -> None:
     assert change.new.phone is None
 
 
-def test_user_changed_user_id_keeps_the_phone_it_had() -> None:
+def test_user_changed_user_id_drops_the_phone_it_had() -> None:
+    """Meta sends it when the number changed and the new one may not be shared: the old
+    number is someone else's now, and must not be written to."""
     payload = load_payload("system_user_changed_user_id")
     payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = PHONE
     (change,) = parse_webhook(payload).identity_changes
+    assert change.old.phone == PHONE
     assert change.new == CustomerIdentity(
         bsuid="ID.31415926535897932",
         parent_bsuid="ID.ENT.27182818284590452353",
-        phone=PHONE,
+        phone=None,
         profile_name="Sari",
     )
+
+
+def test_group_messages_and_their_statuses_are_set_aside_with_a_reason() -> None:
+    """A message in a WhatsApp group must not be answered privately to its author."""
+    payload = load_payload("text_phone_and_bsuid")
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["group_id"] = "120363025246125486"
+    batch = parse_webhook(payload)
+    assert batch.messages == ()
+    assert "group" in batch.rejected[0].reason
+    status_payload = load_payload("status_delivered")
+    status = status_payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status.update(recipient_id="120363025246125486", recipient_type="group")
+    batch = parse_webhook(status_payload)
+    assert batch.statuses == ()
+    assert "group" in batch.rejected[0].reason
 
 
 def test_user_changed_user_id_reads_the_old_bsuid_from_the_body_when_nothing_else_has_it() -> None:
