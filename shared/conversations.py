@@ -119,7 +119,7 @@ _NEWEST_FROM_CUSTOMER = (
     .order_by(Message.created_at.desc())
     .limit(1)
 )
-_AGENT_MESSAGE_BY_KEY = select(Message.id).where(
+_AGENT_MESSAGE_BY_KEY = select(Message.id, Message.status).where(
     Message.conversation_id == bindparam("conversation_id"),
     Message.sender_type == "agent",
     Message.payload["idempotency_key"].astext == bindparam("key"),
@@ -289,6 +289,10 @@ def _duplicate(session: Session, tenant_id: uuid.UUID, message: Message) -> _Sto
     before its reply was committed (the message is still `received`)."""
     log.info("duplicate delivery of a stored message", extra={"wa_message_id": message.wa_message_id})
     conversation = session.get_one(Conversation, message.conversation_id)
+    if conversation.status != "active" and message.status == "received":
+        # An agent took over between the first delivery and this one: the message is theirs
+        # now, and must not wait to be answered by the AI once it is back.
+        session.execute(_MARK_PROCESSED, {"message_id": message.id})
     return _Stored(
         conversation.id,
         message.id,
@@ -679,11 +683,16 @@ def queue_agent_message(
     with tenant_session(tenant_id) as session:
         conversation = session.get_one(Conversation, conversation_id, with_for_update=True)
         if idempotency_key is not None:
-            earlier = session.scalar(
+            earlier = session.execute(
                 _AGENT_MESSAGE_BY_KEY, {"conversation_id": conversation_id, "key": idempotency_key}
-            )
+            ).first()
             if earlier is not None:
-                return earlier
+                earlier_id: uuid.UUID = earlier.id
+                if earlier.status == "queued":
+                    # The first request may have failed after its commit, before its send was
+                    # queued. Queueing it again is harmless: the task is named after it.
+                    settle(pending_after(session, tenant_id, conversation_id))
+                return earlier_id
         message = Message(
             tenant_id=tenant_id,
             conversation_id=conversation_id,

@@ -83,10 +83,12 @@ class SendDecision:
 
 
 def detect_language(texts: Sequence[str], default: str = "id") -> str:
-    """'id' or 'en' by counting common Indonesian words: enough to pick a fallback text."""
+    """'id' or 'en' by counting common Indonesian words: enough to pick a fallback text. With
+    no words to go by (a photo, emoji, another script) the tenant's default, if it is one of
+    the two, else Indonesian."""
     words = re.findall(r"[a-z]+", " ".join(texts).casefold())
     if not words:
-        return default
+        return default if default in DEFAULT_FALLBACK else "id"
     indonesian = sum(1 for w in words if w in _INDONESIAN)
     return "id" if indonesian * 4 >= len(words) else "en"
 

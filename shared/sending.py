@@ -113,7 +113,8 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
         message, conversation, outlet, customer = row
         if message.status != "queued" or message.direction != "outbound":
             return TaskResult(200, f"already {message.status}")
-        if _earlier_reply_pending(session, message):
+        if not final and _earlier_reply_pending(session, message):
+            # On its last attempt a reply goes out all the same: late and out of order beats never.
             return TaskResult(503, "an earlier reply of this conversation has not gone out yet")
         if message.type != "template" and not conversations.window_open(conversation):
             _fail(message, *OUTSIDE_WINDOW)

@@ -43,7 +43,7 @@ class _RouteCache:
     """phone_number_id -> outlet, per instance: routing must not cost a query per message."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, platform.OutletRoute | None]] = {}
+        self._entries: dict[str, tuple[float, platform.OutletRoute]] = {}
         self._lock = threading.Lock()
 
     def get(self, phone_number_id: str) -> platform.OutletRoute | None:
@@ -54,8 +54,8 @@ class _RouteCache:
         if hit and hit[0] > now:
             return hit[1]
         route = platform.outlet_for_phone_number(phone_number_id)
-        if route is not None and route.outlet_status != "active":
-            route = None
+        if route is None or route.outlet_status != "active":
+            return None  # not cached: an outlet switched on a moment ago gets its messages
         with self._lock:
             self._entries[phone_number_id] = (now + ROUTE_CACHE_SECONDS, route)
         return route

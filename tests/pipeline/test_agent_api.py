@@ -201,6 +201,38 @@ def test_a_retried_message_with_the_same_idempotency_key_goes_out_once(
     assert act(stack, conversation_id, "messages", agent, "not a key!", text="hi").status_code == 400
 
 
+def test_a_retry_queues_the_send_its_first_attempt_never_queued(
+    stack: LocalStack, meta: Meta, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID]
+) -> None:
+    """The first request stored its message, then failed before queueing the send (Cloud
+    Tasks unreachable) and answered 500: the dashboard's retry with the same key queues it."""
+    customer, conversation_id = conversation
+    key = f"dashboard-{uuid.uuid4()}"
+    with tenant_session(demo_tenant) as session:  # what the first request left behind
+        message = Message(
+            tenant_id=demo_tenant,
+            conversation_id=conversation_id,
+            outlet_id=session.get_one(Conversation, conversation_id).outlet_id,
+            direction="outbound",
+            sender_type="agent",
+            type="text",
+            body="Pesanan kakak sudah siap diambil",
+            status="queued",
+            payload={"by": None, "idempotency_key": key},
+        )
+        session.add(message)
+        session.flush()
+        first = message.id
+    agent = id_token(stack, "agent@kopinusantara.test")
+    again = act(stack, conversation_id, "messages", agent, key, text="Pesanan kakak sudah siap diambil")
+    assert again.status_code == 202
+    assert again.json()["message_id"] == str(first)
+    [sent] = wait_for(lambda: _sent(demo_tenant, conversation_id))
+    assert sent.id == first
+    time.sleep(1)
+    assert [c["body"]["text"]["body"] for c in meta.sends_to(customer)][1:] == ["Pesanan kakak sudah siap diambil"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

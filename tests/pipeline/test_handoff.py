@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from google.cloud import pubsub_v1
+from sqlalchemy import select
 
 from shared import conversations
 from shared.conversations import AgentMessage
-from shared.db.models import Message
+from shared.db.models import Message, User
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, new_customer, wait_for
 from tests.pipeline.test_conversations import conversations_of, messages_of, settled
@@ -88,6 +89,36 @@ def test_after_handoff_the_ai_is_silent_until_returned(meta: Meta, demo_tenant: 
     assert conversations.return_to_ai(demo_tenant, conversation.id)
     meta.say(customer, "ok thanks, what are your opening hours?")
     assert len(settled(meta, customer, 2)) == 2
+
+
+def test_a_message_redelivered_after_a_takeover_is_left_to_the_agent(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """Its first delivery was stored but not answered (the reply step failed); an agent took
+    over before Meta delivered it again. The agent has it now: once the AI is back, it does
+    not answer that old message."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    wamid = meta.say(customer, "apakah bisa pesan untuk besok?")
+    wait_for(lambda: len(meta.sends_to(customer)) == 2 or None)
+    with tenant_session(demo_tenant) as session:  # as if the reply step had failed after the store
+        message = session.scalars(select(Message).where(Message.wa_message_id == wamid)).one()
+        message.status = "received"
+    with tenant_session(demo_tenant) as session:
+        agent = session.scalars(select(User.id).where(User.email == "agent@kopinusantara.test")).one()
+    assert conversations.take_over(demo_tenant, conversation.id, agent)
+    meta.say(customer, "apakah bisa pesan untuk besok?", wamid=wamid)  # Meta delivers it again
+
+    def stored() -> dict[str, Message]:
+        return {m.wa_message_id or str(m.id): m for m in messages_of(demo_tenant, conversation.id)}
+
+    wait_for(lambda: stored()[wamid].status == "processed" or None)
+    assert conversations.return_to_ai(demo_tenant, conversation.id)
+    latest = meta.say(customer, "halo?")
+    settled(meta, customer, 3)
+    messages = stored()
+    reply = [m for m in messages.values() if m.sender_type == "llm"][-1]
+    assert reply.payload["answers"] == [str(messages[latest].id)]  # not the message the agent has
 
 
 def test_a_resolved_conversation_does_not_loop_back_into_handoff(meta: Meta, demo_tenant: uuid.UUID) -> None:

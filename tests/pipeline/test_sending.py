@@ -166,6 +166,42 @@ def test_a_task_delivered_twice_sends_once(meta: Meta, demo_tenant: uuid.UUID) -
     assert len(meta.sends_to(customer)) == 1
 
 
+def test_a_held_back_reply_goes_out_on_its_last_attempt(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """A reply waits while an earlier one of its conversation is still queued, but not past
+    its own last attempt: late beats never, and an earlier reply whose task is gone must not
+    silence the conversation."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    queued = []
+    for body in ("an earlier reply whose task is gone", "the later reply"):
+        with tenant_session(demo_tenant) as session:  # one transaction each: two created_at
+            message = Message(
+                tenant_id=demo_tenant,
+                conversation_id=conversation.id,
+                outlet_id=conversation.outlet_id,
+                direction="outbound",
+                sender_type="agent",
+                type="text",
+                body=body,
+                status="queued",
+            )
+            session.add(message)
+            session.flush()
+            queued.append(message.id)
+    sender = meta.info["functions"]["message-sender"]
+    task = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(queued[1])}
+
+    def attempt(retry_count: int) -> requests.Response:
+        headers = {"X-CloudTasks-TaskRetryCount": str(retry_count)}
+        return requests.post(sender, json=task, headers=headers, timeout=10)
+
+    assert attempt(0).status_code == 503  # held back behind the earlier one
+    assert attempt(9).status_code == 200  # the queue's tenth and last attempt
+    assert [c["body"]["text"]["body"] for c in meta.sends_to(customer)][1:] == ["the later reply"]
+
+
 def test_sender_rejects_a_malformed_task_without_retry(meta: Meta) -> None:
     sender = meta.info["functions"]["message-sender"]
     assert requests.post(sender, json={"kind": "send"}, timeout=5).status_code == 400

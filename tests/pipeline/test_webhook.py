@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import requests
 
-from tests.pipeline.driver import Meta, fixture, inbound, new_customer
+from shared.access_tokens import encrypt_access_token
+from shared.db import platform
+from shared.db.models import Outlet
+from shared.db.tenancy import tenant_session
+from shared.replies import DEFAULT_FALLBACK
+from tests.pipeline.driver import Meta, fixture, inbound, new_customer, wait_for
 
 
 def test_subscription_handshake_echoes_the_challenge(meta: Meta) -> None:
@@ -89,6 +95,33 @@ def test_unknown_phone_number_id_is_acknowledged_and_reported(meta: Meta) -> Non
     assert response.status_code == 200
     assert response.json()["unknown_phone_number_ids"] == ["999000999000999"]
     assert response.json()["published"] == 0
+
+
+def test_a_number_connected_a_moment_ago_is_routed_at_once(meta: Meta) -> None:
+    """Unknown numbers are not remembered: once the outlet exists, its next message is routed.
+    (Its tenant's default language is one we have no texts for: a sticker, which has no
+    words to go by, is answered in Indonesian.)"""
+    phone_number_id = str(uuid.uuid4().int)[:15]
+    customer = new_customer()
+    early, _ = inbound("sticker", phone_number_id, customer)
+    assert meta.deliver(early).json()["unknown_phone_number_ids"] == [phone_number_id]
+    tenant_id = platform.create_tenant("Kedai Mak Cik", f"kedai-{uuid.uuid4().hex[:8]}", default_language="ms")
+    with tenant_session(tenant_id) as session:
+        session.add(
+            Outlet(
+                tenant_id=tenant_id,
+                name="Kedai Mak Cik Johor",
+                phone_number_id=phone_number_id,
+                display_phone_number="+60 12-345 6789",
+                waba_id="20000000000002",
+                access_token_ciphertext=encrypt_access_token("EAAG-kedai-token"),
+            )
+        )
+    later, _ = inbound("sticker", phone_number_id, customer)
+    answer = meta.deliver(later).json()
+    assert (answer["unknown_phone_number_ids"], answer["published"]) == ([], 1)
+    [reply] = wait_for(lambda: meta.sends_to(customer))
+    assert reply["body"]["text"]["body"] == DEFAULT_FALLBACK["id"]
 
 
 def test_every_http_function_answers_its_health_path(meta: Meta) -> None:
