@@ -457,10 +457,15 @@ def settle(pending: Pending) -> None:
     if pending.read is not None:
         pending.read.enqueue()
     for message_id in pending.queued:
-        send_queue.enqueue(
-            f"send-{message_id}", {"tenant_id": str(pending.tenant_id), "kind": "send", "message_id": str(message_id)}
-        )
+        queue_send(pending.tenant_id, message_id)
     dashboard.write(pending.conversation, pending.messages)
+
+
+def queue_send(tenant_id: uuid.UUID, message_id: uuid.UUID, round_: str = "") -> bool:
+    """A message-sender task for this message, named after it (and the recovery `round_`, as
+    Cloud Tasks keeps a used name for about an hour): queueing it twice sends it once."""
+    name = f"send-{message_id}{f'-{round_}' if round_ else ''}"
+    return send_queue.enqueue(name, {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)})
 
 
 def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityChange) -> Outcome:

@@ -1,9 +1,10 @@
 """Scheduled housekeeping across tenants: closing conversations whose customer-service
-window has passed, and purging message content past the retention period.
+window has passed, recovering sends whose task was lost, and purging message content past
+the retention period.
 
-Both loop over tenants through the narrow platform path (the list of tenant ids) and do
+Each loops over tenants through the narrow platform path (the list of tenant ids) and does
 the work inside each tenant's own session, so row-level security applies as everywhere.
-Both are idempotent: running twice does nothing more than running once.
+Each is idempotent: running twice does nothing more than running once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, select, update
 
 from shared import conversations, dashboard, events, logs
 from shared.db import platform
@@ -22,6 +23,20 @@ from shared.db.tenancy import tenant_session
 log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=90)
+# Longer than the whatsapp-send queue's whole retry schedule (10 attempts, about 9 minutes):
+# a message still queued after this has no live task. Its last attempt failed on something
+# that was not WhatsApp's answer (a database or KMS outage), or the task was never created.
+STUCK_AFTER = timedelta(minutes=15)
+_STUCK = (
+    select(Message)
+    .where(
+        Message.direction == "outbound",
+        Message.status == "queued",
+        Message.created_at < bindparam("stuck_before"),
+    )
+    .order_by(Message.created_at)
+    .with_for_update(skip_locked=True)  # a sender holding one is sending it right now
+)
 
 
 def expire_conversations(now: datetime | None = None) -> int:
@@ -54,6 +69,37 @@ def expire_conversations(now: datetime | None = None) -> int:
         total += len(expired)
     log.info("expired conversations", extra={"count": total})
     return total
+
+
+def recover_stuck_sends(now: datetime | None = None) -> dict[str, int]:
+    """Outbound messages still queued long after their task ended are queued again, oldest
+    first; the sender still sends only what is queued, so nothing goes out twice. Given up
+    instead: an AI answer that would now arrive too late to help, and anything not sent
+    within the 24-hour window."""
+    now = now or datetime.now(UTC)
+    requeued: list[tuple[uuid.UUID, uuid.UUID]] = []
+    given_up = 0
+    round_ = now.strftime("r%Y%m%d%H%M")  # one name per sweep: a repeated sweep queues nothing more
+    for tenant_id in platform.tenant_ids():
+        with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
+            failed = []
+            for message in session.scalars(_STUCK, {"stuck_before": now - STUCK_AFTER}):
+                age = now - message.created_at
+                if age > conversations.SERVICE_WINDOW or (
+                    message.sender_type != "agent" and age > conversations.STALE_AFTER
+                ):
+                    message.status, message.failed_at = "failed", now
+                    message.error_title = "Not sent: given up after its send task was lost"
+                    failed.append(conversations.message_document(tenant_id, message))
+                else:
+                    requeued.append((tenant_id, message.id))
+        for document in failed:
+            dashboard.write_messages(tenant_id, document["conversation_id"], [document])
+        given_up += len(failed)
+    for tenant_id, message_id in requeued:
+        conversations.queue_send(tenant_id, message_id, round_)
+    log.info("recovered stuck sends", extra={"requeued": len(requeued), "given_up": given_up})
+    return {"requeued": len(requeued), "given_up": given_up}
 
 
 def purge_old_messages(now: datetime | None = None) -> int:

@@ -202,6 +202,58 @@ def test_a_held_back_reply_goes_out_on_its_last_attempt(meta: Meta, demo_tenant:
     assert [c["body"]["text"]["body"] for c in meta.sends_to(customer)][1:] == ["the later reply"]
 
 
+def test_sends_whose_task_was_lost_are_queued_again_or_given_up(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """send-recovery (Cloud Scheduler, every 5 minutes): a message still queued long after its
+    task must have ended goes out, once however often the job runs; an AI answer that would
+    come too late, and anything past the 24-hour window, is given up; a fresh one is left to
+    its task."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    now = datetime.now(UTC)
+    stuck = {  # body: (who wrote it, how long ago)
+        "agent, 20 minutes ago": ("agent", timedelta(minutes=20)),
+        "AI, 20 minutes ago": ("llm", timedelta(minutes=20)),
+        "AI, 2 hours ago": ("llm", timedelta(hours=2)),
+        "agent, 25 hours ago": ("agent", timedelta(hours=25)),
+        "agent, 5 minutes ago": ("agent", timedelta(minutes=5)),
+    }
+    with tenant_session(demo_tenant) as session:
+        for body, (sender_type, age) in stuck.items():
+            session.add(
+                Message(
+                    tenant_id=demo_tenant,
+                    conversation_id=conversation.id,
+                    outlet_id=conversation.outlet_id,
+                    direction="outbound",
+                    sender_type=sender_type,
+                    type="text",
+                    body=body,
+                    status="queued",
+                    created_at=now - age,
+                )
+            )
+    recovery = meta.info["functions"]["send-recovery"]
+    first = requests.post(recovery, timeout=30)
+    assert first.status_code == 200
+    assert first.json()["requeued"] >= 2
+    assert first.json()["given_up"] >= 2
+    assert requests.post(recovery, timeout=30).status_code == 200  # the job fired twice
+
+    def sent_bodies() -> list[str]:
+        return sorted(c["body"]["text"]["body"] for c in meta.sends_to(customer)[1:])
+
+    wait_for(lambda: len(sent_bodies()) == 2 or None)
+    time.sleep(1.5)
+    assert sent_bodies() == ["AI, 20 minutes ago", "agent, 20 minutes ago"]
+    statuses = {m.body: m for m in messages_of(demo_tenant, conversation.id) if m.body in stuck}
+    assert statuses["AI, 2 hours ago"].status == "failed"
+    assert statuses["agent, 25 hours ago"].status == "failed"
+    assert statuses["agent, 25 hours ago"].error_title
+    assert statuses["agent, 5 minutes ago"].status == "queued"
+
+
 def test_sender_rejects_a_malformed_task_without_retry(meta: Meta) -> None:
     sender = meta.info["functions"]["message-sender"]
     assert requests.post(sender, json={"kind": "send"}, timeout=5).status_code == 400

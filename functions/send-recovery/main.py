@@ -1,0 +1,11 @@
+"""send-recovery: Cloud Scheduler queues again the replies whose send task was lost."""
+
+import functions_framework
+
+from shared import lifecycle, runtime
+
+
+@functions_framework.http
+@runtime.http_function("send-recovery", methods=("POST",))
+def recover_sends(request):  # type: ignore[no-untyped-def]
+    return lifecycle.recover_stuck_sends(), 200
