@@ -2,8 +2,10 @@
 
 It accepts sends and mark-reads the way the Cloud API does (same paths, same answer and error
 shapes), records every call, can be told to fail the next calls with a given error code or
-HTTP status, and, given a webhook URL and app secret, answers each accepted send with signed
-`sent`, `delivered` and `read` status webhooks, as Meta would.
+HTTP status, or to accept a send and answer it only after `stall_seconds` (past a client's
+timeout), and, given a webhook URL and app secret, answers each accepted send with signed
+`sent`, `delivered` and `read` status webhooks, as Meta would, carrying the send's
+`biz_opaque_callback_data`.
 
     python -m emulators.whatsapp_simulator --port 8089 \\
         --webhook-url http://127.0.0.1:8080/whatsapp-webhook --app-secret dev-secret
@@ -78,6 +80,7 @@ class _Failures:
     http_status: int
     error_code: int | None
     include_read: bool
+    stall_seconds: float | None = None  # accept the send, then answer this late (past a client's timeout)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class _Statuses:
     wamid: str
     addressing: dict[str, str]
     category: str
+    tracking: str | None  # the send's biz_opaque_callback_data, echoed in each status
     remaining: list[str] = field(default_factory=lambda: list(_STATUS_SEQUENCE))
 
 
@@ -191,10 +195,16 @@ class Simulator:
         count: Any = spec.get("count")
         code: Any = spec.get("error_code")
         status: Any = spec.get("http_status")
+        stall: Any = spec.get("stall_seconds")
         if not _positive_int(count):
             raise _invalid("count must be a positive integer")
-        if code is None and status is None:
-            raise _invalid("give error_code, http_status, or both")
+        if stall is not None:
+            if isinstance(stall, bool) or not isinstance(stall, int | float) or not 0 < stall <= 60:
+                raise _invalid("stall_seconds must be a number of seconds up to 60")
+            if code is not None or status is not None:
+                raise _invalid("a stalled send is accepted: give stall_seconds alone")
+        elif code is None and status is None:
+            raise _invalid("give error_code, http_status, or both (or stall_seconds)")
         if code is not None and not _positive_int(code):
             raise _invalid("error_code must be a positive integer")
         if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
@@ -204,6 +214,7 @@ class Simulator:
             http_status=status if status is not None else _HTTP_STATUS_BY_CODE.get(code, 400),
             error_code=code,
             include_read=spec.get("include_read") is True,
+            stall_seconds=float(stall) if stall is not None else None,
         )
         with self._lock:
             self._failures = failures
@@ -213,6 +224,7 @@ class Simulator:
                 "http_status": failures.http_status,
                 "error_code": failures.error_code,
                 "include_read": failures.include_read,
+                "stall_seconds": failures.stall_seconds,
             }
         )
 
@@ -285,7 +297,7 @@ class Simulator:
             _validate_mark_read(body)
         else:
             _validate_send(body)
-        self._maybe_fail(kind)
+        stall = self._maybe_fail(kind)
         if kind == "mark_read":
             return _json({"success": True}), None
 
@@ -299,18 +311,24 @@ class Simulator:
         target = self._webhook_target()
         if target is not None:
             category = "utility" if body["type"] == "template" else "service"
-            self._statuses.post(_Statuses(target, phone_number_id, wamid, addressing, category))
+            tracking = body.get("biz_opaque_callback_data")
+            self._statuses.post(_Statuses(target, phone_number_id, wamid, addressing, category, tracking))
         answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
+        if stall:
+            time.sleep(stall)  # accepted and sent all the same: the caller has given up waiting
         return _json(answer), wamid
 
-    def _maybe_fail(self, kind: str) -> None:
+    def _maybe_fail(self, kind: str) -> float | None:
+        """Raise the failure asked for, if any; for a stalled send, how long to stall."""
         with self._lock:
             failures = self._failures
             if failures is None or (kind == "mark_read" and not failures.include_read):
-                return
+                return None
             failures.remaining -= 1
             if failures.remaining <= 0:
                 self._failures = None
+        if failures.stall_seconds is not None:
+            return failures.stall_seconds if kind == "send" else None
         if failures.error_code is None:
             # What a load balancer in front of Graph sends: no JSON, no code.
             raise _AnswerError(
@@ -381,6 +399,7 @@ class _StatusPoster:
             status,
             statuses.addressing,
             statuses.category,
+            statuses.tracking,
         )
         raw = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, statuses.target.app_secret)}
@@ -402,6 +421,7 @@ def status_webhook(
     status: str,
     addressing: dict[str, str],
     category: str = "service",
+    tracking: str | None = None,
 ) -> dict[str, Any]:
     """The webhook body Meta posts when one of our messages is sent, delivered or read.
     `addressing` is {"recipient_id": phone} or, for a customer known by BSUID only,
@@ -418,6 +438,8 @@ def status_webhook(
             "type": "regular" if category != "service" else "free_customer_service",
         },
     }
+    if tracking is not None:
+        entry["biz_opaque_callback_data"] = tracking
     return {
         "object": "whatsapp_business_account",
         "entry": [

@@ -3,9 +3,12 @@ task. The answer decides retries: 2xx ends the task, anything else makes the que
 with exponential backoff (functions/functions.yaml, queue whatsapp-send).
 
 Never twice: the message row is locked for the duration of the Graph call and only a
-`queued` message is sent, so a retried or duplicated task finds it `sent` and stops. (If the
-instance dies between Meta accepting the message and our commit, a retry can send again:
-Meta offers no idempotency key. That window is a few milliseconds.)
+`queued` message is sent, so a retried or duplicated task finds it `sent` and stops. Graph
+has no idempotency key, so when a send went out and no answer came back (a read timeout), the
+retries wait CONFIRM_WAIT for Meta's status webhook, which names the message in
+`biz_opaque_callback_data` (statuses.py then records it as sent), before sending again. (If
+the instance dies between Meta's answer and our commit, a retry can still send twice; that
+window is a few milliseconds.)
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from shared.config import settings
 from shared.db.models import Conversation, Customer, Message, Outlet
 from shared.db.tenancy import tenant_session
 from shared.send_queue import SEND_QUEUE as QUEUE
-from shared.whatsapp.errors import GraphError
+from shared.whatsapp.errors import GraphError, GraphOutcomeUnknown
 from shared.whatsapp.graph import GraphClient, Recipient
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = ["QUEUE", "TaskResult", "handle_task"]
 
 ORDER_WAIT = timedelta(minutes=10)  # how long a later reply waits for an earlier one to go out
+CONFIRM_WAIT = timedelta(seconds=60)  # Meta's `sent` status comes within seconds of accepting
 MISSING_RETRIES = 3  # a task can outrun the commit of its message; after this, it was rolled back
 OUTSIDE_WINDOW = (131047, "Re-engagement message: outside the 24-hour customer service window (not sent)")
 _session = outbound.session()  # connection reuse across tasks on this instance
@@ -116,6 +120,8 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
         if not final and _earlier_reply_pending(session, message):
             # On its last attempt a reply goes out all the same: late and out of order beats never.
             return TaskResult(503, "an earlier reply of this conversation has not gone out yet")
+        if not final and _awaiting_confirmation(message):
+            return TaskResult(503, "an earlier attempt may have gone out: waiting for Meta's status")
         if message.type != "template" and not conversations.window_open(conversation):
             _fail(message, *OUTSIDE_WINDOW)
             result = TaskResult(200, "outside the 24-hour window: not sent")
@@ -138,9 +144,10 @@ def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) 
     client = _client(decrypt_access_token(outlet.access_token_ciphertext))
     recipient = Recipient(phone=customer.phone_number, bsuid=customer.bsuid)
     payload = message.payload or {}
+    tracking = str(message.id)  # Meta echoes it in the status webhooks of this send
     try:
         if message.type == "text":
-            wamid = client.send_text(outlet.phone_number_id, recipient, message.body or "")
+            wamid = client.send_text(outlet.phone_number_id, recipient, message.body or "", tracking=tracking)
         elif message.type == "template":
             wamid = client.send_template(
                 outlet.phone_number_id,
@@ -148,6 +155,7 @@ def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) 
                 payload["template"],
                 payload.get("language", "id"),
                 payload.get("components"),
+                tracking=tracking,
             )
         else:
             wamid = client.send_media(
@@ -157,7 +165,11 @@ def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) 
                 payload["media_id"],
                 caption=message.body,
                 filename=payload.get("filename"),
+                tracking=tracking,
             )
+    except GraphOutcomeUnknown as error:
+        message.payload = {**payload, "unconfirmed_at": datetime.now(UTC).isoformat()}
+        return _failed_attempt(message, error, final)
     except GraphError as error:
         return _failed_attempt(message, error, final)
     message.status = "sent"
@@ -190,6 +202,14 @@ def _fail(message: Message, code: int | None, title: str | None) -> None:
     message.error_code = code
     message.error_title = title
     message.failed_at = datetime.now(UTC)
+
+
+def _awaiting_confirmation(message: Message) -> bool:
+    """An earlier attempt got no answer, and Meta may still confirm it went out."""
+    unconfirmed = (message.payload or {}).get("unconfirmed_at")
+    if not isinstance(unconfirmed, str):
+        return False
+    return datetime.now(UTC) - datetime.fromisoformat(unconfirmed) < CONFIRM_WAIT
 
 
 def _earlier_reply_pending(session: Session, message: Message) -> bool:

@@ -3,6 +3,8 @@
 Statuses only move forward (a late `delivered` never undoes `read`); `failed` is final.
 A status can arrive before the sender committed the WhatsApp id it refers to: we ask for a
 redelivery then, for a while, and drop it after that (it was a message sent by another tool).
+A send whose answer never came back is known by its `biz_opaque_callback_data` (our message
+id): the status tells us it went out, and under which WhatsApp id.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from shared import conversations, customers, dashboard, events, logs
@@ -36,6 +38,18 @@ _STATUS_TARGET = (
     )
     .with_for_update(of=Message)
 )
+_UNCONFIRMED_TARGET = (  # a send without an answer; its sender may hold the row right now
+    select(Message, Customer)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .join(Customer, Customer.id == Conversation.customer_id)
+    .where(
+        Message.outlet_id == bindparam("outlet_id"),
+        Message.id == bindparam("message_id"),
+        Message.direction == "outbound",
+        Message.wa_message_id.is_(None),
+    )
+    .with_for_update(of=Message, skip_locked=True)
+)
 
 
 class StatusForUnknownMessage(RuntimeError):
@@ -49,6 +63,8 @@ def handle_status(envelope: dict[str, Any]) -> str:
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
         row = session.execute(_STATUS_TARGET, {"outlet_id": outlet_id, "wa_message_id": status.id}).first()
         if row is None:
+            row = _unconfirmed_send(session, outlet_id, status)
+        if row is None:
             if datetime.now(UTC) - status.timestamp < UNKNOWN_MESSAGE_PATIENCE:
                 raise StatusForUnknownMessage(f"no outbound message {status.id} yet")
             log.info("status for a message we did not send; dropped", extra={"wa_message_id": status.id})
@@ -60,6 +76,23 @@ def handle_status(envelope: dict[str, Any]) -> str:
     if outcome != "unchanged":
         dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
     return outcome
+
+
+def _unconfirmed_send(session: Session, outlet_id: uuid.UUID, status: StatusUpdate) -> Row[Message, Customer] | None:
+    """The send this status names in `biz_opaque_callback_data`, if it never learned its
+    WhatsApp id: it went out after all, under this one."""
+    try:
+        message_id = uuid.UUID(status.biz_opaque_callback_data or "")
+    except ValueError:
+        return None
+    row = session.execute(_UNCONFIRMED_TARGET, {"outlet_id": outlet_id, "message_id": message_id}).first()
+    if row is not None:
+        message = row.Message
+        log.info("a send without an answer went out after all", extra={"message_id": str(message.id)})
+        message.wa_message_id = status.id
+        message.status, message.sent_at = "sent", message.sent_at or status.timestamp
+        message.error_code = message.error_title = message.failed_at = None
+    return row
 
 
 def _learn_identifiers(session: Session, tenant_id: uuid.UUID, customer: Customer, status: StatusUpdate) -> None:

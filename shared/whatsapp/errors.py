@@ -73,6 +73,15 @@ class GraphNetworkError(GraphError):
     default_title = "Network error"
 
 
+class GraphOutcomeUnknown(GraphNetworkError):
+    """The request went out but no answer came back (read timeout, connection lost while
+    waiting): Meta may have accepted it. A send is retried only once Meta had time to say so
+    in a status webhook (matched by `biz_opaque_callback_data`), since Graph has no
+    idempotency key."""
+
+    default_title = "No answer to a request that was sent"
+
+
 class GraphServerError(GraphError):
     """An HTTP 5xx whose body carries no code we know: Meta's side, try again."""
 

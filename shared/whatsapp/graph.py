@@ -12,13 +12,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
-from shared.whatsapp.errors import GraphError, GraphNetworkError, error_from_response, redact_text
+from shared.whatsapp.errors import (
+    GraphError,
+    GraphNetworkError,
+    GraphOutcomeUnknown,
+    error_from_response,
+    redact_text,
+)
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 CAPTIONED_MEDIA_TYPES = frozenset({"image", "video", "document"})
 # Failures of the network itself; any other requests error (a bad URL) is a permanent GraphError.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def _never_sent(exc: Exception) -> bool:
+    """The request cannot have reached Meta: no connection was ever made."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +83,12 @@ class GraphClient:
         body: str,
         reply_to: str | None = None,
         preview_url: bool = False,
+        tracking: str | None = None,
     ) -> str:
-        """Send a text message; returns the wamid Meta accepted it under."""
-        return self._send(phone_number_id, recipient, "text", {"body": body, "preview_url": preview_url}, reply_to)
+        """Send a text message; returns the wamid Meta accepted it under. `tracking` comes back
+        in the message's status webhooks (`biz_opaque_callback_data`)."""
+        content = {"body": body, "preview_url": preview_url}
+        return self._send(phone_number_id, recipient, "text", content, reply_to, tracking)
 
     def send_media(
         self,
@@ -80,6 +98,7 @@ class GraphClient:
         media_id: str,
         caption: str | None = None,
         filename: str | None = None,
+        tracking: str | None = None,
     ) -> str:
         """Send already-uploaded media by its id; returns the wamid."""
         if media_type not in MEDIA_TYPES:
@@ -93,7 +112,7 @@ class GraphClient:
             content["caption"] = caption
         if filename is not None:
             content["filename"] = filename
-        return self._send(phone_number_id, recipient, media_type, content, None)
+        return self._send(phone_number_id, recipient, media_type, content, None, tracking)
 
     def send_template(
         self,
@@ -102,12 +121,13 @@ class GraphClient:
         name: str,
         language_code: str,
         components: list[dict[str, Any]] | None = None,
+        tracking: str | None = None,
     ) -> str:
         """Send an approved template (the only kind allowed outside the 24-hour window); returns the wamid."""
         content: dict[str, Any] = {"name": name, "language": {"code": language_code}}
         if components:
             content["components"] = components
-        return self._send(phone_number_id, recipient, "template", content, None)
+        return self._send(phone_number_id, recipient, "template", content, None, tracking)
 
     def mark_read(self, phone_number_id: str, message_id: str, typing_indicator: bool) -> None:
         """Show the customer blue ticks and, optionally, "typing..." until we reply (or 25 s)."""
@@ -129,6 +149,7 @@ class GraphClient:
         msg_type: str,
         content: dict[str, Any],
         reply_to: str | None,
+        tracking: str | None,
     ) -> str:
         payload: dict[str, Any] = {
             "messaging_product": "whatsapp",
@@ -139,6 +160,8 @@ class GraphClient:
         }
         if reply_to:
             payload["context"] = {"message_id": reply_to}
+        if tracking:
+            payload["biz_opaque_callback_data"] = tracking
         answer = self._post(phone_number_id, payload)
         messages = answer.get("messages")
         first = messages[0] if isinstance(messages, list) and messages else None
@@ -159,7 +182,8 @@ class GraphClient:
             )
         except _NETWORK_ERRORS as exc:
             # `from None`: the requests exception holds the prepared request, header and all.
-            raise GraphNetworkError(self._redact(f"{type(exc).__name__}: {exc}")) from None
+            error = GraphNetworkError if _never_sent(exc) else GraphOutcomeUnknown
+            raise error(self._redact(f"{type(exc).__name__}: {exc}")) from None
         except requests.RequestException as exc:
             raise GraphError(self._redact(f"{type(exc).__name__}: {exc}")) from None
         if not 200 <= response.status_code < 300:

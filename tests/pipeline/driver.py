@@ -142,8 +142,17 @@ class Meta:
 
         return [c for c in self.calls("send") if addressed(c) and (c["status"] == 200 or not accepted_only)]
 
-    def fail_next(self, count: int, *, error_code: int | None = None, http_status: int | None = None) -> None:
+    def fail_next(
+        self,
+        count: int,
+        *,
+        error_code: int | None = None,
+        http_status: int | None = None,
+        stall_seconds: float | None = None,
+    ) -> None:
         body: dict[str, Any] = {"count": count}
+        if stall_seconds is not None:
+            body["stall_seconds"] = stall_seconds
         if error_code is not None:
             body["error_code"] = error_code
         if http_status is not None:

@@ -166,6 +166,58 @@ def test_a_task_delivered_twice_sends_once(meta: Meta, demo_tenant: uuid.UUID) -
     assert len(meta.sends_to(customer)) == 1
 
 
+def test_a_send_whose_answer_never_came_is_not_sent_again(clean_failures: Meta, demo_tenant: uuid.UUID) -> None:
+    """Meta accepts the reply but answers after the sender gave up waiting (a read timeout).
+    The retry does not send it again: Meta's status webhook names the message in
+    `biz_opaque_callback_data`, and the reply is recorded as sent under that WhatsApp id."""
+    meta = clean_failures
+    customer = new_customer()
+    meta.fail_next(1, stall_seconds=11)  # the sender waits 10 s for Graph's answer
+    meta.say(customer, "hello")
+    reply = reply_reaching(demo_tenant, customer, ACCEPTED, timeout=40)
+    [send] = wait_for(lambda: meta.sends_to(customer), timeout=20)  # recorded once it was answered
+    assert send["body"]["biz_opaque_callback_data"] == str(reply.id)
+    assert reply.wa_message_id == send["wamid"]
+    assert reply.payload["unconfirmed_at"]
+    time.sleep(3)  # the queue's retries have come and gone by now
+    assert len(meta.sends_to(customer, accepted_only=False)) == 1
+
+
+def test_an_unconfirmed_send_goes_again_once_meta_had_time_to_confirm(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [conversation] = conversations_of(demo_tenant, customer)
+    ids = {}
+    for body, tried in (("tried two minutes ago", 120), ("tried a second ago", 1)):
+        with tenant_session(demo_tenant) as session:
+            message = Message(
+                tenant_id=demo_tenant,
+                conversation_id=conversation.id,
+                outlet_id=conversation.outlet_id,
+                direction="outbound",
+                sender_type="agent",
+                type="text",
+                body=body,
+                status="queued",
+                payload={"unconfirmed_at": (datetime.now(UTC) - timedelta(seconds=tried)).isoformat()},
+            )
+            session.add(message)
+            session.flush()
+            ids[body] = str(message.id)
+    sender = meta.info["functions"]["message-sender"]
+
+    def attempt(body: str) -> requests.Response:
+        task = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": ids[body]}
+        return requests.post(sender, json=task, headers={"X-CloudTasks-TaskRetryCount": "1"}, timeout=15)
+
+    assert attempt("tried two minutes ago").status_code == 200
+    assert attempt("tried a second ago").status_code == 503  # Meta may still say it went out
+    assert [c["body"]["text"]["body"] for c in meta.sends_to(customer)][1:] == ["tried two minutes ago"]
+    with tenant_session(demo_tenant) as session:  # let the first go, so nothing is left queued
+        session.get_one(Message, uuid.UUID(ids["tried a second ago"])).status = "failed"
+
+
 def test_a_held_back_reply_goes_out_on_its_last_attempt(meta: Meta, demo_tenant: uuid.UUID) -> None:
     """A reply waits while an earlier one of its conversation is still queued, but not past
     its own last attempt: late beats never, and an earlier reply whose task is gone must not

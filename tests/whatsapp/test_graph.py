@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -276,6 +277,50 @@ def test_timeout_is_a_retryable_network_error(silent_port: int) -> None:
     client = GraphClient(f"http://127.0.0.1:{silent_port}", "v23.0", TOKEN, timeout=0.3)
     with pytest.raises(e.GraphNetworkError, match="Timeout"):
         client.mark_read(PN_ID, INBOUND, typing_indicator=True)
+
+
+def test_no_answer_to_a_sent_request_is_an_unknown_outcome(silent_port: int) -> None:
+    """The request reached the other side and no answer came: Meta may have sent it."""
+    client = GraphClient(f"http://127.0.0.1:{silent_port}", "v23.0", TOKEN, timeout=0.3)
+    with pytest.raises(e.GraphOutcomeUnknown) as caught:
+        client.send_text(PN_ID, Recipient(phone=PHONE), "Halo")
+    assert caught.value.retryable
+    assert TOKEN not in str(caught.value)
+
+
+def test_a_refused_connection_is_known_not_to_have_sent() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = GraphClient(f"http://127.0.0.1:{port}", "v23.0", TOKEN, timeout=2)
+    with pytest.raises(e.GraphNetworkError) as caught:
+        client.send_text(PN_ID, Recipient(phone=PHONE), "Halo")
+    assert not isinstance(caught.value, e.GraphOutcomeUnknown)
+
+
+def test_a_stalled_send_is_accepted_and_its_tracking_comes_back_in_the_calls(
+    client: GraphClient, simulator: RunningSimulator
+) -> None:
+    fail_next(simulator, count=1, stall_seconds=1)
+    slow = GraphClient(simulator.url, "v23.0", TOKEN, timeout=0.3)
+    with pytest.raises(e.GraphOutcomeUnknown):
+        slow.send_text(PN_ID, Recipient(phone=PHONE), "Halo", tracking="message-1")
+    wamid = client.send_text(PN_ID, Recipient(phone=PHONE), "Halo lagi", tracking="message-2")  # stalls once only
+    sends = [c for c in _wait_for_calls(simulator, 2) if c["kind"] == "send"]
+    assert [(c["status"], c["body"]["biz_opaque_callback_data"]) for c in sends] == [
+        (200, "message-2"),
+        (200, "message-1"),  # recorded when its late answer went
+    ]
+    assert sends[0]["wamid"] == wamid
+
+
+def _wait_for_calls(simulator: RunningSimulator, count: int) -> list[dict[str, Any]]:
+    for _ in range(50):
+        found = calls(simulator)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} calls, got {calls(simulator)}")
 
 
 def test_a_malformed_url_is_a_permanent_error() -> None:

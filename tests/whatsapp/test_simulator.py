@@ -129,7 +129,7 @@ def test_calls_are_recorded_filtered_and_cleared(simulator: RunningSimulator) ->
 
 def test_failure_controls(simulator: RunningSimulator) -> None:
     armed = post(simulator, "/_sim/failures", {"count": 3, "error_code": 131047}).json()
-    assert armed == {"count": 3, "http_status": 400, "error_code": 131047, "include_read": False}
+    assert armed == {"count": 3, "http_status": 400, "error_code": 131047, "include_read": False, "stall_seconds": None}
     failed = post(simulator, f"/v23.0/{PN_ID}/messages", text_to(to=PHONE))
     assert failed.status_code == 400
     error = failed.json()["error"]
@@ -168,6 +168,10 @@ def test_invalid_requests_do_not_use_up_a_failure(simulator: RunningSimulator) -
         {"count": 1, "http_status": 200},
         {"count": True, "error_code": 1},
         {"count": 1, "error_code": "131047"},
+        {"count": 1, "stall_seconds": 0},
+        {"count": 1, "stall_seconds": 61},
+        {"count": 1, "stall_seconds": True},
+        {"count": 1, "stall_seconds": 2, "error_code": 131000},
     ],
 )
 def test_failure_specs_are_validated(simulator: RunningSimulator, spec: dict[str, Any]) -> None:
@@ -212,9 +216,11 @@ def test_sends_are_followed_by_signed_status_webhooks(
     serve_wsgi: Callable[[Any], str], webhook_receiver: WebhookReceiver
 ) -> None:
     url = serve_wsgi(create_app(webhook_receiver.url, SECRET, status_delay=0.01))
-    wamid = GraphClient(url, "v23.0", TOKEN).send_text(PN_ID, Recipient(phone=PHONE, bsuid=BSUID), "Halo")
+    client = GraphClient(url, "v23.0", TOKEN)
+    wamid = client.send_text(PN_ID, Recipient(phone=PHONE, bsuid=BSUID), "Halo", tracking="message-1")
     statuses = statuses_of(webhook_receiver, 3)
     assert [s.status for s in statuses] == ["sent", "delivered", "read"]
+    assert {s.biz_opaque_callback_data for s in statuses} == {"message-1"}
     assert {s.id for s in statuses} == {wamid}
     assert {s.phone_number_id for s in statuses} == {PN_ID}
     assert {s.recipient for s in statuses} == {CustomerIdentity(phone=PHONE)}
