@@ -221,6 +221,7 @@ class Pending:
     conversation: dict[str, Any]
     messages: list[dict[str, Any]]
     read: ReadReceipt | None = None
+    closed_by_merge: list[uuid.UUID] = field(default_factory=list)  # other conversations to show resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +449,7 @@ def pending_after(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.
     rows = session.execute(_PENDING, {"conversation_id": conversation_id}).all()
     queued = [m.id for m, _ in reversed(rows) if m.direction == "outbound" and m.status == "queued"]
     conversation, messages = _snapshot(session, tenant_id, conversation_id, [r.Message for r in rows if r.touched])
-    return Pending(tenant_id, queued, conversation, messages)
+    return Pending(tenant_id, queued, conversation, messages, closed_by_merge=customers.closed_by_merge(session))
 
 
 def settle(pending: Pending) -> None:
@@ -459,6 +460,8 @@ def settle(pending: Pending) -> None:
     for message_id in pending.queued:
         queue_send(pending.tenant_id, message_id)
     dashboard.write(pending.conversation, pending.messages)
+    for conversation_id in pending.closed_by_merge:
+        mirror(pending.tenant_id, conversation_id)
 
 
 def queue_send(tenant_id: uuid.UUID, message_id: uuid.UUID, round_: str = "") -> bool:
@@ -495,8 +498,9 @@ def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityC
                 payload={"event": event.kind, "new_phone": event.new_phone, "new_bsuid": event.new_bsuid},
             )
         conversation_id = conversation.id if conversation else None
-    if conversation_id is not None:
-        mirror(tenant_id, conversation_id)
+        closed = customers.closed_by_merge(session)
+    for changed in [*closed, *([conversation_id] if conversation_id else [])]:
+        mirror(tenant_id, changed)
     return Outcome(conversation_id, message_id, duplicate=message_id is None and conversation_id is not None)
 
 

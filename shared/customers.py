@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -26,6 +26,12 @@ class UnidentifiedCustomer(ValueError):
     """Neither a BSUID nor a phone number: nothing to key the customer on."""
 
 
+_CLOSED_BY_MERGE = "conversations_closed_by_merge"  # a Session.info key
+_OPEN_OF = (
+    select(Conversation)
+    .where(Conversation.customer_id == bindparam("customer_id"), Conversation.status.in_(OPEN_CONVERSATION_STATUSES))
+    .with_for_update()
+)
 _BY_BSUID = Customer.bsuid == bindparam("bsuid")
 _BY_PHONE = Customer.phone_number == bindparam("phone")
 _FIND = {  # built once (see conversations): by BSUID, by phone, or by either
@@ -90,26 +96,23 @@ def _absorb(customer: Customer, identity: CustomerIdentity, seen_at: datetime) -
 
 
 def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
-    """Fold `duplicate` into `keep`: its conversations move over, an open one of its own is
-    resolved if `keep` already has one open at the same outlet. Nothing is deleted but the
-    duplicate row itself."""
+    """Fold `duplicate` into `keep`: its conversations move over. Where both have one open at
+    the same outlet, one of the two is resolved: never one an agent has taken (a message from
+    a new number can outrun the number change and ask for a person); otherwise the
+    duplicate's. Nothing is deleted but the duplicate row itself; the caller shows the
+    resolved conversations on the dashboard (`closed_by_merge`)."""
     log.info("merging customer records", extra={"customer_id": str(keep.id), "duplicate_id": str(duplicate.id)})
-    open_of_keep = set(
-        session.scalars(
-            select(Conversation.outlet_id).where(
-                Conversation.customer_id == keep.id, Conversation.status.in_(OPEN_CONVERSATION_STATUSES)
-            )
-        )
-    )
-    session.execute(
-        update(Conversation)
-        .where(
-            Conversation.customer_id == duplicate.id,
-            Conversation.outlet_id.in_(open_of_keep),
-            Conversation.status.in_(OPEN_CONVERSATION_STATUSES),
-        )
-        .values(status="resolved", resolved_at=duplicate.last_seen_at)
-    )
+    kept = {c.outlet_id: c for c in session.scalars(_OPEN_OF, {"customer_id": keep.id})}
+    closed = session.info.setdefault(_CLOSED_BY_MERGE, set())
+    for theirs in session.scalars(_OPEN_OF, {"customer_id": duplicate.id}):
+        ours = kept.get(theirs.outlet_id)
+        if ours is None:
+            continue
+        loser = ours if theirs.status == "handed_off" and ours.status != "handed_off" else theirs
+        loser.status, loser.resolved_at = "resolved", datetime.now(UTC)
+        closed.add(loser.id)
+        log.info("conversation resolved by a customer merge", extra={"conversation_id": str(loser.id)})
+    session.flush()  # one open conversation per outlet and customer, before they share a customer
     session.execute(update(Conversation).where(Conversation.customer_id == duplicate.id).values(customer_id=keep.id))
     identifiers = CustomerIdentity(
         bsuid=duplicate.bsuid,
@@ -124,6 +127,11 @@ def merge(session: Session, keep: Customer, duplicate: Customer) -> Customer:
     if seen is not None:
         _absorb(keep, identifiers, seen)
     return keep
+
+
+def closed_by_merge(session: Session) -> list[uuid.UUID]:
+    """Conversations a merge in this session resolved: the dashboard must be told."""
+    return sorted(session.info.get(_CLOSED_BY_MERGE, ()))
 
 
 def rekey(

@@ -73,8 +73,11 @@ def handle_status(envelope: dict[str, Any]) -> str:
         outcome = _apply(message, status)
         _learn_identifiers(session, tenant_id, customer, status)
         snapshot = conversations.message_document(tenant_id, message)
+        closed = customers.closed_by_merge(session)
     if outcome != "unchanged":
         dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
+    for conversation_id in closed:
+        conversations.mirror(tenant_id, conversation_id)
     return outcome
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 from sqlalchemy import select
 
 from shared import conversations
@@ -186,12 +187,8 @@ def test_phone_and_bsuid_seen_together_later_are_linked(meta: Meta, demo_tenant:
     assert len([m for m in messages_of(demo_tenant, conversation.id) if m.direction == "inbound"]) == 2
 
 
-def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUID) -> None:
-    customer = new_customer()
-    meta.say(customer, "hello")
-    settled(meta, customer, 1)
-    [before] = wait_for(lambda: conversations_of(demo_tenant, customer))
-    moved = {**new_customer(), "name": customer["name"]}  # a new number comes with a new BSUID
+def number_change(meta: Meta, customer: dict[str, str], moved: dict[str, str]) -> dict[str, Any]:
+    """Meta's user_changed_number system message: `customer` is now `moved`."""
     payload, _ = inbound("system_user_changed_number", meta.phone_number_id, customer)
     value = payload["entry"][0]["changes"][0]["value"]
     value.pop("contacts")  # system messages carry no contacts array
@@ -202,7 +199,16 @@ def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUI
         "previous_user_id": customer["bsuid"],
         "type": "user_changed_number",
     }
-    assert meta.deliver(payload).status_code == 200
+    return payload
+
+
+def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [before] = wait_for(lambda: conversations_of(demo_tenant, customer))
+    moved = {**new_customer(), "name": customer["name"]}  # a new number comes with a new BSUID
+    assert meta.deliver(number_change(meta, customer, moved)).status_code == 200
     row = wait_for(lambda: customer_row(demo_tenant, moved))
     assert (row.phone_number, row.bsuid) == (moved["phone"], moved["bsuid"])
     assert customer_row(demo_tenant, customer) is None  # re-keyed, not duplicated
@@ -211,6 +217,34 @@ def test_changed_number_keeps_the_conversation(meta: Meta, demo_tenant: uuid.UUI
     meta.say(moved, "it's me with my new number")
     wait_for(lambda: meta.sends_to(moved))
     assert [c.id for c in conversations_of(demo_tenant, moved)] == [before.id]
+
+
+def test_a_handoff_from_the_new_number_survives_a_late_number_change(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """The customer's first message from their new number asks for a person, and Meta's
+    number-change message comes after it: the two records become one customer, and the
+    conversation the agents have stays theirs (the other one is resolved, on the dashboard
+    too)."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    settled(meta, customer, 1)
+    [before] = conversations_of(demo_tenant, customer)
+    moved = {**new_customer(), "name": customer["name"]}
+    meta.say(moved, "saya mau bicara dengan manusia")
+    settled(meta, moved, 1)
+    [asked] = conversations_of(demo_tenant, moved)
+    assert asked.status == "handed_off"
+    assert meta.deliver(number_change(meta, customer, moved)).status_code == 200
+    wait_for(lambda: customer_row(demo_tenant, customer) is None or None)  # merged
+    assert {c.id: c.status for c in conversations_of(demo_tenant, moved)} == {
+        before.id: "resolved",
+        asked.id: "handed_off",
+    }
+    meta.say(moved, "halo? masih ada orang?")
+    time.sleep(2)
+    assert len(meta.sends_to(moved)) == 1  # only the handoff notice: the AI stays out of it
+    dashboard = firestore.Client(project=meta.info["project"])
+    shown = dashboard.document(f"tenants/{demo_tenant}/conversations/{before.id}")
+    wait_for(lambda: (shown.get().to_dict() or {}).get("status") == "resolved" or None)
 
 
 def test_changed_bsuid_keeps_the_conversation_and_replies_follow_it(meta: Meta, demo_tenant: uuid.UUID) -> None:
