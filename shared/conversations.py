@@ -343,6 +343,7 @@ def hand_off(
             type="text",
             body=notice,
             status="queued",
+            created_at=func.clock_timestamp(),  # sent in this order: see _answer
             payload={"reason": "handoff_notice"},
         )
     )
@@ -403,6 +404,9 @@ def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) 
         type="text",
         body=reply.text,
         status="queued",
+        # When it was written, under the lock, not when its transaction began: replies are
+        # sent in this order, and a transaction that waited for the lock began earlier.
+        created_at=func.clock_timestamp(),
         confidence=reply.confidence,
         answers_up_to_message_id=newest.id,
         payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
@@ -711,6 +715,7 @@ def queue_agent_message(
             type=content.type,
             body=content.body,
             status="queued",
+            created_at=func.clock_timestamp(),  # sent in this order: see _answer
             payload={**content.payload, "by": str(user_id) if user_id else None, "idempotency_key": idempotency_key},
         )
         session.add(message)
