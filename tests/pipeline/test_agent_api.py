@@ -19,7 +19,7 @@ from emulators.stack import LocalStack
 from shared.db.models import AuditLogEntry, Conversation, Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import ACCEPTED, Meta, id_token, new_customer, wait_for
-from tests.pipeline.test_conversations import conversations_of, messages_of, settled
+from tests.pipeline.test_conversations import add_outbound, conversations_of, messages_of, settled
 
 
 def act(
@@ -208,21 +208,10 @@ def test_a_retry_queues_the_send_its_first_attempt_never_queued(
     Tasks unreachable) and answered 500: the dashboard's retry with the same key queues it."""
     customer, conversation_id = conversation
     key = f"dashboard-{uuid.uuid4()}"
-    with tenant_session(demo_tenant) as session:  # what the first request left behind
-        message = Message(
-            tenant_id=demo_tenant,
-            conversation_id=conversation_id,
-            outlet_id=session.get_one(Conversation, conversation_id).outlet_id,
-            direction="outbound",
-            sender_type="agent",
-            type="text",
-            body="Pesanan kakak sudah siap diambil",
-            status="queued",
-            payload={"by": None, "idempotency_key": key},
-        )
-        session.add(message)
-        session.flush()
-        first = message.id
+    [found] = conversations_of(demo_tenant, customer)
+    first = add_outbound(  # what the first request left behind
+        demo_tenant, found, "Pesanan kakak sudah siap diambil", payload={"by": None, "idempotency_key": key}
+    )
     agent = id_token(stack, "agent@kopinusantara.test")
     again = act(stack, conversation_id, "messages", agent, key, text="Pesanan kakak sudah siap diambil")
     assert again.status_code == 202

@@ -55,6 +55,26 @@ def messages_of(tenant: uuid.UUID, conversation_id: uuid.UUID) -> list[Message]:
         )
 
 
+def add_outbound(tenant: uuid.UUID, conversation: Conversation, body: str | None, **fields: Any) -> uuid.UUID:
+    """An outbound message written straight to the database, as the pipeline (or a failure in
+    it) would have left it: by default an agent's text, still queued, with no send task. One
+    transaction each, so messages added one after another have distinct created_at."""
+    values: dict[str, Any] = {"sender_type": "agent", "type": "text", "status": "queued", **fields}
+    with tenant_session(tenant) as session:
+        message = Message(
+            tenant_id=tenant,
+            conversation_id=conversation.id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            body=body,
+            **values,
+        )
+        session.add(message)
+        session.flush()
+        message_id: uuid.UUID = message.id
+        return message_id
+
+
 def settled(meta: Meta, customer: dict[str, Any], count: int, quiet: float = 1.5) -> list[dict[str, Any]]:
     """Wait for `count` sends to this customer, then a quiet spell to catch any extra one."""
     wait_for(lambda: len(meta.sends_to(customer)) >= count or None)

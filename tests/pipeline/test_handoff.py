@@ -17,7 +17,7 @@ from shared.conversations import AgentMessage
 from shared.db.models import Message, User
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, new_customer, wait_for
-from tests.pipeline.test_conversations import conversations_of, messages_of, settled
+from tests.pipeline.test_conversations import add_outbound, conversations_of, messages_of, settled
 
 
 @pytest.fixture(scope="module")
@@ -143,21 +143,8 @@ def test_three_unsure_ai_replies_among_the_last_six_hand_off(meta: Meta, demo_te
     meta.say(customer, "hello")
     settled(meta, customer, 1)
     [conversation] = conversations_of(demo_tenant, customer)
-    with tenant_session(demo_tenant) as session:  # the AI's recent answers, as the LLM would record them
-        for confidence in (0.2, 0.9, 0.3, 0.1):
-            session.add(
-                Message(
-                    tenant_id=demo_tenant,
-                    conversation_id=conversation.id,
-                    outlet_id=conversation.outlet_id,
-                    direction="outbound",
-                    sender_type="llm",
-                    type="text",
-                    body="…",
-                    status="read",
-                    confidence=confidence,
-                )
-            )
+    for confidence in (0.2, 0.9, 0.3, 0.1):  # the AI's recent answers, as the LLM would record them
+        add_outbound(demo_tenant, conversation, "…", sender_type="llm", status="read", confidence=confidence)
     meta.say(customer, "so do you deliver or not?")
     wait_for(lambda: conversations_of(demo_tenant, customer)[0].status == "handed_off" or None)
     [conversation] = conversations_of(demo_tenant, customer)

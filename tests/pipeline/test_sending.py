@@ -17,7 +17,7 @@ from shared.conversations import AgentMessage
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import ACCEPTED, Meta, fixture, new_customer, wait_for
-from tests.pipeline.test_conversations import conversations_of, messages_of, settled
+from tests.pipeline.test_conversations import add_outbound, conversations_of, messages_of, settled
 
 
 def reply_of(tenant: uuid.UUID, customer: dict[str, str]) -> Message | None:
@@ -188,23 +188,17 @@ def test_an_unconfirmed_send_goes_again_once_meta_had_time_to_confirm(meta: Meta
     meta.say(customer, "hello")
     settled(meta, customer, 1)
     [conversation] = conversations_of(demo_tenant, customer)
-    ids = {}
-    for body, tried in (("tried two minutes ago", 120), ("tried a second ago", 1)):
-        with tenant_session(demo_tenant) as session:
-            message = Message(
-                tenant_id=demo_tenant,
-                conversation_id=conversation.id,
-                outlet_id=conversation.outlet_id,
-                direction="outbound",
-                sender_type="agent",
-                type="text",
-                body=body,
-                status="queued",
+    ids = {
+        body: str(
+            add_outbound(
+                demo_tenant,
+                conversation,
+                body,
                 payload={"unconfirmed_at": (datetime.now(UTC) - timedelta(seconds=tried)).isoformat()},
             )
-            session.add(message)
-            session.flush()
-            ids[body] = str(message.id)
+        )
+        for body, tried in (("tried two minutes ago", 120), ("tried a second ago", 1))
+    }
     sender = meta.info["functions"]["message-sender"]
 
     def attempt(body: str) -> requests.Response:
@@ -226,24 +220,10 @@ def test_a_held_back_reply_goes_out_on_its_last_attempt(meta: Meta, demo_tenant:
     meta.say(customer, "hello")
     settled(meta, customer, 1)
     [conversation] = conversations_of(demo_tenant, customer)
-    queued = []
-    for body in ("an earlier reply whose task is gone", "the later reply"):
-        with tenant_session(demo_tenant) as session:  # one transaction each: two created_at
-            message = Message(
-                tenant_id=demo_tenant,
-                conversation_id=conversation.id,
-                outlet_id=conversation.outlet_id,
-                direction="outbound",
-                sender_type="agent",
-                type="text",
-                body=body,
-                status="queued",
-            )
-            session.add(message)
-            session.flush()
-            queued.append(message.id)
+    add_outbound(demo_tenant, conversation, "an earlier reply whose task is gone")
+    later = add_outbound(demo_tenant, conversation, "the later reply")
     sender = meta.info["functions"]["message-sender"]
-    task = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(queued[1])}
+    task = {"tenant_id": str(demo_tenant), "kind": "send", "message_id": str(later)}
 
     def attempt(retry_count: int) -> requests.Response:
         headers = {"X-CloudTasks-TaskRetryCount": str(retry_count)}
@@ -271,21 +251,8 @@ def test_sends_whose_task_was_lost_are_queued_again_or_given_up(meta: Meta, demo
         "agent, 25 hours ago": ("agent", timedelta(hours=25)),
         "agent, 5 minutes ago": ("agent", timedelta(minutes=5)),
     }
-    with tenant_session(demo_tenant) as session:
-        for body, (sender_type, age) in stuck.items():
-            session.add(
-                Message(
-                    tenant_id=demo_tenant,
-                    conversation_id=conversation.id,
-                    outlet_id=conversation.outlet_id,
-                    direction="outbound",
-                    sender_type=sender_type,
-                    type="text",
-                    body=body,
-                    status="queued",
-                    created_at=now - age,
-                )
-            )
+    for body, (sender_type, age) in stuck.items():
+        add_outbound(demo_tenant, conversation, body, sender_type=sender_type, created_at=now - age)
     recovery = meta.info["functions"]["send-recovery"]
     first = requests.post(recovery, timeout=30)
     assert first.status_code == 200
@@ -330,22 +297,14 @@ def test_a_status_that_outruns_its_message_is_redelivered_until_it_matches(meta:
     value.pop("contacts", None)
     assert meta.deliver(payload).status_code == 200
     time.sleep(1.5)  # at least one delivery failed: no such message yet
-    with tenant_session(demo_tenant) as session:
-        message = Message(
-            tenant_id=demo_tenant,
-            conversation_id=conversation.id,
-            outlet_id=conversation.outlet_id,
-            direction="outbound",
-            sender_type="agent",
-            type="text",
-            body="sent by the sender a moment ago",
-            status="sent",
-            wa_message_id=wamid,
-            sent_at=datetime.now(UTC),
-        )
-        session.add(message)
-        session.flush()
-        message_id = message.id
+    message_id = add_outbound(
+        demo_tenant,
+        conversation,
+        "sent by the sender a moment ago",
+        status="sent",
+        wa_message_id=wamid,
+        sent_at=datetime.now(UTC),
+    )
 
     def delivered() -> Message | None:
         with tenant_session(demo_tenant) as session:
