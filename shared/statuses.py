@@ -27,28 +27,19 @@ log = logging.getLogger(__name__)
 RANK = {"queued": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
 UNKNOWN_MESSAGE_PATIENCE = timedelta(minutes=5)
 # Built once: a constant statement costs SQLAlchemy no rebuilding or re-keying per status.
-_STATUS_TARGET = (
+_OUTBOUND_OF_OUTLET = (
     select(Message, Customer)
     .join(Conversation, Conversation.id == Message.conversation_id)
     .join(Customer, Customer.id == Conversation.customer_id)
-    .where(
-        Message.outlet_id == bindparam("outlet_id"),
-        Message.wa_message_id == bindparam("wa_message_id"),
-        Message.direction == "outbound",
-    )
-    .with_for_update(of=Message)
+    .where(Message.outlet_id == bindparam("outlet_id"), Message.direction == "outbound")
+)
+_STATUS_TARGET = _OUTBOUND_OF_OUTLET.where(Message.wa_message_id == bindparam("wa_message_id")).with_for_update(
+    of=Message
 )
 _UNCONFIRMED_TARGET = (  # a send without an answer; its sender may hold the row right now
-    select(Message, Customer)
-    .join(Conversation, Conversation.id == Message.conversation_id)
-    .join(Customer, Customer.id == Conversation.customer_id)
-    .where(
-        Message.outlet_id == bindparam("outlet_id"),
-        Message.id == bindparam("message_id"),
-        Message.direction == "outbound",
-        Message.wa_message_id.is_(None),
+    _OUTBOUND_OF_OUTLET.where(Message.id == bindparam("message_id"), Message.wa_message_id.is_(None)).with_for_update(
+        of=Message, skip_locked=True
     )
-    .with_for_update(of=Message, skip_locked=True)
 )
 
 
