@@ -122,6 +122,9 @@ def _act(staff: Staff, conversation: Conversation, action: str, body: Any, key: 
         "resolve": conversations.resolve,
     }[action](tenant, conversation_id, user)
     if not done:
+        # Often a retry whose first attempt changed the state and then failed to tell the
+        # dashboard: show it the state that stands, so it stops offering the action.
+        conversations.mirror(tenant, conversation_id)
         return {"error": f"cannot {action} a conversation in its current state"}, 409
     log.info("agent action", extra={"action": action, "conversation_id": str(conversation_id)})
     return {"conversation_id": str(conversation_id), "action": action}, 200

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from google.cloud import firestore
 from sqlalchemy import select, update
 
 from emulators.stack import LocalStack
@@ -77,6 +78,23 @@ def test_an_agent_takes_over_writes_and_resolves(
             )
         )
     assert actions == ["conversation.take_over", "conversation.agent_message", "conversation.resolve"]
+
+
+def test_a_refused_action_puts_the_dashboard_right(
+    stack: LocalStack, demo_tenant: uuid.UUID, conversation: tuple[dict[str, str], uuid.UUID]
+) -> None:
+    """The first resolve committed but its dashboard write was lost, so the dashboard still
+    offers "resolve": the retry is refused (409) and the dashboard shows the conversation
+    resolved."""
+    _, conversation_id = conversation
+    agent = id_token(stack, "agent@kopinusantara.test")
+    assert act(stack, conversation_id, "resolve", agent).status_code == 200
+    shown = firestore.Client(project=stack.info["project"]).document(
+        f"tenants/{demo_tenant}/conversations/{conversation_id}"
+    )
+    shown.update({"status": "active"})  # the write that was lost
+    assert act(stack, conversation_id, "resolve", agent).status_code == 409
+    assert (shown.get().to_dict() or {})["status"] == "resolved"
 
 
 def test_return_to_ai_only_from_handoff(stack: LocalStack, conversation: tuple[dict[str, str], uuid.UUID]) -> None:
