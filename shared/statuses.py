@@ -65,8 +65,8 @@ def handle_status(envelope: dict[str, Any]) -> str:
         _learn_identifiers(session, tenant_id, customer, status)
         snapshot = conversations.message_document(tenant_id, message)
         closed = customers.closed_by_merge(session)
-    if outcome != "unchanged":
-        dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
+    # Also when unchanged: a redelivered status may be repairing a dashboard write that failed.
+    dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
     for conversation_id in closed:
         conversations.mirror(tenant_id, conversation_id)
     return outcome

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from google.cloud import firestore
 from sqlalchemy import update
 
 from shared import conversations
@@ -124,6 +125,31 @@ def test_statuses_move_the_reply_to_read(meta: Meta, demo_tenant: uuid.UUID) -> 
     assert reply.sent_at is not None
     assert reply.delivered_at is not None
     assert reply.read_at is not None
+
+
+def test_a_redelivered_status_puts_the_dashboard_right(meta: Meta, demo_tenant: uuid.UUID) -> None:
+    """The status was stored but its dashboard write failed, so Pub/Sub delivers it again: the
+    message shows its real status, though nothing changed in the database."""
+    customer = new_customer()
+    meta.say(customer, "hello")
+    reply = reply_reaching(demo_tenant, customer, {"read"})
+    shown = firestore.Client(project=meta.info["project"]).document(
+        f"tenants/{demo_tenant}/conversations/{reply.conversation_id}/messages/{reply.id}"
+    )
+    wait_for(lambda: (shown.get().to_dict() or {}).get("status") == "read" or None)
+    shown.update({"status": "delivered"})  # the write that was lost
+    payload = fixture("status_read")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = meta.phone_number_id
+    value.pop("contacts")
+    value["statuses"][0].update(
+        id=reply.wa_message_id,
+        timestamp=str(int(time.time())),
+        recipient_id=customer["phone"],
+        recipient_user_id=customer["bsuid"],
+    )
+    assert meta.deliver(payload).status_code == 200
+    wait_for(lambda: (shown.get().to_dict() or {}).get("status") == "read" or None)
 
 
 def test_a_failed_status_fails_the_reply_for_good(meta: Meta, demo_tenant: uuid.UUID) -> None:
