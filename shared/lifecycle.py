@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
 
-from shared import conversations, dashboard, events, logs
+from shared import conversations, dashboard, events, logs, sending
 from shared.db import platform
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
@@ -88,8 +88,7 @@ def recover_stuck_sends(now: datetime | None = None) -> dict[str, int]:
                 if age > conversations.SERVICE_WINDOW or (
                     message.sender_type != "agent" and age > conversations.STALE_AFTER
                 ):
-                    message.status, message.failed_at = "failed", now
-                    message.error_title = "Not sent: given up after its send task was lost"
+                    sending.mark_failed(message, None, "Not sent: given up after its send task was lost")
                     failed.append(conversations.message_document(tenant_id, message))
                 else:
                     requeued.append((tenant_id, message.id))

@@ -33,7 +33,7 @@ from shared.whatsapp.graph import GraphClient, Recipient
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUE", "TaskResult", "handle_task"]
+__all__ = ["QUEUE", "TaskResult", "handle_task", "mark_failed"]
 
 ORDER_WAIT = timedelta(minutes=10)  # how long a later reply waits for an earlier one to go out
 CONFIRM_WAIT = timedelta(seconds=60)  # Meta's `sent` status comes within seconds of accepting
@@ -123,7 +123,7 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
         if not final and _awaiting_confirmation(message):
             return TaskResult(503, "an earlier attempt may have gone out: waiting for Meta's status")
         if message.type != "template" and not conversations.window_open(conversation):
-            _fail(message, *OUTSIDE_WINDOW)
+            mark_failed(message, *OUTSIDE_WINDOW)
             result = TaskResult(200, "outside the 24-hour window: not sent")
         else:
             result = _deliver(message, outlet, customer, final)
@@ -139,7 +139,7 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
 
 def _deliver(message: Message, outlet: Outlet, customer: Customer, final: bool) -> TaskResult:
     if outlet.access_token_ciphertext is None:
-        _fail(message, 190, "The outlet has no WhatsApp access token")
+        mark_failed(message, 190, "The outlet has no WhatsApp access token")
         return TaskResult(200, "no access token: not sent")
     client = _client(decrypt_access_token(outlet.access_token_ciphertext))
     recipient = Recipient(phone=customer.phone_number, bsuid=customer.bsuid)
@@ -193,11 +193,12 @@ def _failed_attempt(message: Message, error: GraphError, final: bool) -> TaskRes
             "last_error": {"code": error.code, "title": error.title},
         }
         return TaskResult(503, f"retryable error {error.code}: will retry")
-    _fail(message, error.code, error.title)
+    mark_failed(message, error.code, error.title)
     return TaskResult(200, f"failed permanently with {error.code}")
 
 
-def _fail(message: Message, code: int | None, title: str | None) -> None:
+def mark_failed(message: Message, code: int | None, title: str | None) -> None:
+    """Not sent, for good: WhatsApp's code and title (or ours) say why."""
     message.status = "failed"
     message.error_code = code
     message.error_title = title
