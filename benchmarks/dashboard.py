@@ -40,7 +40,7 @@ from benchmarks.pipeline import percentile
 from emulators.chat import Customer, delivery, derived_bsuid
 from emulators.stack import LocalStack, StackOptions
 from emulators.whatsapp_simulator import status_webhook
-from shared.config import settings
+from shared.cloud.settings import settings
 from shared.db.engine import reset_engine
 from shared.whatsapp.signature import sign
 

@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from emulators.chat import Customer, delivery, derived_bsuid
 from emulators.stack import LocalStack, StackOptions
-from shared.config import settings
+from shared.cloud.settings import settings
 from shared.db.engine import reset_engine
 from shared.db.models import Message
 from shared.db.tenancy import tenant_session

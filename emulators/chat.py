@@ -23,8 +23,8 @@ from typing import Any
 
 import requests
 
+from shared.cloud.declaration import REPO_ROOT
 from shared.conversations import HANDOFF_NOTICE
-from shared.deployment import REPO_ROOT
 from shared.whatsapp.signature import sign
 
 DEFAULT_PHONE = "6281234567890"

@@ -44,8 +44,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from emulators.keepalive import Connections, KeepAliveRequestHandler
-from shared.config import settings
-from shared.deployment import QueueConfig, declaration
+from shared.cloud.declaration import QueueConfig, declaration
+from shared.cloud.settings import settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

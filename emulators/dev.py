@@ -12,7 +12,7 @@ from pathlib import Path
 from emulators.processes import port_is_open
 from emulators.services import MissingTool
 from emulators.stack import DEV_PORTS, LocalStack, StackOptions
-from shared.deployment import REPO_ROOT
+from shared.cloud.declaration import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import functions_framework
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from shared.deployment import HttpTrigger, ScheduleTrigger, TaskQueueTrigger, declaration
+from shared.cloud.declaration import HttpTrigger, ScheduleTrigger, TaskQueueTrigger, declaration
 
 _HTTP_KINDS = (HttpTrigger, TaskQueueTrigger, ScheduleTrigger)
 

@@ -36,8 +36,8 @@ from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from google.pubsub_v1 import types
 
 from emulators.keepalive import Connections
-from shared.config import settings
-from shared.deployment import PubSubTrigger, declaration
+from shared.cloud.declaration import PubSubTrigger, declaration
+from shared.cloud.settings import settings
 
 log = logging.getLogger(__name__)
 

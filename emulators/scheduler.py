@@ -26,7 +26,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response
 
-from shared.deployment import Declaration, ScheduleTrigger, declaration
+from shared.cloud.declaration import Declaration, ScheduleTrigger, declaration
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

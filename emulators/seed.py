@@ -118,7 +118,7 @@ def _staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, ro
 def _firebase() -> None:
     import firebase_admin
 
-    from shared.config import settings
+    from shared.cloud.settings import settings
 
     if not firebase_admin._apps:
         firebase_admin.initialize_app(options={"projectId": settings().google_cloud_project})
@@ -129,7 +129,7 @@ def upload_demo_knowledge(bucket_name: str, demo: dict[str, Any]) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from shared.config import settings
+    from shared.cloud.settings import settings
 
     client = storage.Client(project=settings().google_cloud_project, credentials=AnonymousCredentials())
     name = f"tenants/{demo['tenant_id']}/knowledge/{demo['knowledge_base_id']}/{KNOWLEDGE_FILE.name}"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emulators.processes import Service, http_answers, port_is_open, start
-from shared.deployment import REPO_ROOT
+from shared.cloud.declaration import REPO_ROOT
 
 
 class MissingTool(RuntimeError):

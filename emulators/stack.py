@@ -32,9 +32,9 @@ from emulators import services
 from emulators.function_host import http_functions
 from emulators.processes import Service, free_port, http_answers, start
 from emulators.pubsub_push import subscription_name
-from shared.config import settings
+from shared.cloud.declaration import PubSubTrigger, declaration
+from shared.cloud.settings import settings
 from shared.db.engine import reset_engine
-from shared.deployment import PubSubTrigger, declaration
 
 PROJECT = "demo-whatsapp-crm"  # a "demo-" project: emulators refuse to reach real services for it
 LOCATION = "asia-southeast2"

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import requests
 
-from shared.deployment import Declaration, StorageTrigger, declaration
+from shared.cloud.declaration import Declaration, StorageTrigger, declaration
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.config import settings
+from shared.cloud.settings import settings
 
 _LOCAL = b"local-aesgcm:"
 _KMS = b"kms:"

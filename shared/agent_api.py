@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from shared import conversations, logs
-from shared.config import settings
+from shared import conversations
+from shared.cloud import logs
+from shared.cloud.settings import settings
 from shared.db import platform
 from shared.db.models import Conversation
 from shared.db.tenancy import tenant_session

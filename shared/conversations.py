@@ -25,7 +25,8 @@ from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import customers, dashboard, events, handoff, logs, replies, send_queue
+from shared import customers, dashboard, handoff, replies
+from shared.cloud import logs, pubsub, tasks
 from shared.db.models import (
     OPEN_CONVERSATION_PREDICATE,
     OPEN_CONVERSATION_STATUSES,
@@ -153,7 +154,7 @@ class Outcome:
 
 def handle_incoming(envelope: dict[str, Any]) -> Outcome:
     """Handle one event from whatsapp.incoming.messages (idempotent)."""
-    tenant_id, outlet_id, event = events.routed_event(envelope)
+    tenant_id, outlet_id, event = pubsub.routed_event(envelope)
     with logs.tenant_scope(tenant_id):
         return _handle(tenant_id, outlet_id, event)
 
@@ -162,7 +163,7 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
     if isinstance(event, IdentityChange):
         return change_identity(tenant_id, outlet_id, event)
     if not isinstance(event, InboundMessage):
-        raise events.MalformedEvent(f"unexpected event kind on the incoming topic: {type(event).__name__}")
+        raise pubsub.MalformedEvent(f"unexpected event kind on the incoming topic: {type(event).__name__}")
     stored = store_inbound(tenant_id, outlet_id, event)
     reply_id, pending = None, stored.pending
     if not stored.handed_off:
@@ -191,7 +192,7 @@ class ReadReceipt:
     typing_indicator: bool
 
     def enqueue(self) -> None:
-        send_queue.enqueue(
+        tasks.enqueue(
             f"read-{self.message_id}",
             {
                 "tenant_id": str(self.tenant_id),
@@ -348,13 +349,13 @@ def hand_off(
         )
     )
     session.flush()
-    events.publish([_handed_off_event(tenant.id, conversation, reason)])
+    pubsub.publish([_handed_off_event(tenant.id, conversation, reason)])
     log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
 
 
-def _handed_off_event(tenant_id: uuid.UUID, conversation: Conversation, reason: str) -> events.Outgoing:
-    return events.Outgoing(
-        events.CONVERSATION_HANDED_OFF,
+def _handed_off_event(tenant_id: uuid.UUID, conversation: Conversation, reason: str) -> pubsub.Outgoing:
+    return pubsub.Outgoing(
+        pubsub.CONVERSATION_HANDED_OFF,
         {
             "tenant_id": str(tenant_id),
             "conversation_id": str(conversation.id),
@@ -472,7 +473,7 @@ def queue_send(tenant_id: uuid.UUID, message_id: uuid.UUID, round_: str = "") ->
     """A message-sender task for this message, named after it (and the recovery `round_`, as
     Cloud Tasks keeps a used name for about an hour): queueing it twice sends it once."""
     name = f"send-{message_id}{f'-{round_}' if round_ else ''}"
-    return send_queue.enqueue(name, {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)})
+    return tasks.enqueue(name, {"tenant_id": str(tenant_id), "kind": "send", "message_id": str(message_id)})
 
 
 def change_identity(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: IdentityChange) -> Outcome:
@@ -600,10 +601,10 @@ def resolve(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UUID
         conversation.resolved_at = func.now()
         conversation.assigned_user_id = user_id or conversation.assigned_user_id
         _audit(session, tenant_id, user_id, "conversation.resolve", conversation_id)
-        events.publish(
+        pubsub.publish(
             [
-                events.Outgoing(
-                    events.CONVERSATION_COMPLETED,
+                pubsub.Outgoing(
+                    pubsub.CONVERSATION_COMPLETED,
                     {
                         "tenant_id": str(tenant_id),
                         "conversation_id": str(conversation_id),
@@ -629,7 +630,7 @@ def take_over(tenant_id: uuid.UUID, conversation_id: uuid.UUID, user_id: uuid.UU
         conversation.handed_off_at = func.now()
         conversation.assigned_user_id = user_id
         _audit(session, tenant_id, user_id, "conversation.take_over", conversation_id)
-        events.publish([_handed_off_event(tenant_id, conversation, "agent:take_over")])
+        pubsub.publish([_handed_off_event(tenant_id, conversation, "agent:take_over")])
     mirror(tenant_id, conversation_id)
     return True
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.config import settings
+from shared.cloud.settings import settings
 
 
 @cache

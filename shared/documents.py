@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from shared import events, logs
+from shared.cloud import logs, pubsub
 from shared.db.models import Document, KnowledgeBase
 from shared.db.tenancy import tenant_session
 
@@ -94,10 +94,10 @@ def register(object_resource: dict[str, Any]) -> Registration:
             )
             return Registration(existing, "duplicate")
         if problem is None:
-            events.publish(
+            pubsub.publish(
                 [
-                    events.Outgoing(
-                        events.DOCUMENT_UPLOADED,
+                    pubsub.Outgoing(
+                        pubsub.DOCUMENT_UPLOADED,
                         {
                             "tenant_id": str(tenant_id),
                             "knowledge_base_id": str(kb_id),

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
 
-from shared import conversations, dashboard, events, logs, sending
+from shared import conversations, dashboard, sending
+from shared.cloud import logs, pubsub
 from shared.db import platform
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
@@ -54,10 +55,10 @@ def expire_conversations(now: datetime | None = None) -> int:
                 )
             )
             if expired:
-                events.publish(
+                pubsub.publish(
                     [
-                        events.Outgoing(
-                            events.CONVERSATION_COMPLETED,
+                        pubsub.Outgoing(
+                            pubsub.CONVERSATION_COMPLETED,
                             {"tenant_id": str(tenant_id), "conversation_id": str(cid), "status": "expired"},
                             attributes={"tenant_id": str(tenant_id)},
                         )

@@ -22,12 +22,13 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared import conversations, dashboard, events, logs, outbound
+from shared import conversations, dashboard
 from shared.access_tokens import decrypt_access_token
-from shared.config import settings
+from shared.cloud import logs, outbound, pubsub
+from shared.cloud.settings import settings
+from shared.cloud.tasks import SEND_QUEUE as QUEUE
 from shared.db.models import Conversation, Customer, Message, Outlet
 from shared.db.tenancy import tenant_session
-from shared.send_queue import SEND_QUEUE as QUEUE
 from shared.whatsapp.errors import GraphError, GraphOutcomeUnknown
 from shared.whatsapp.graph import GraphClient, Recipient
 
@@ -229,8 +230,8 @@ def _earlier_reply_pending(session: Session, message: Message) -> bool:
 def _announce(tenant_id: uuid.UUID, snapshot: dict[str, Any] | None) -> None:
     """Tell analytics a message went out. Best effort: the send itself already happened."""
     try:
-        events.publish(
-            [events.Outgoing(events.OUTGOING_MESSAGES, snapshot or {}, attributes={"tenant_id": str(tenant_id)})]
+        pubsub.publish(
+            [pubsub.Outgoing(pubsub.OUTGOING_MESSAGES, snapshot or {}, attributes={"tenant_id": str(tenant_id)})]
         )
     except Exception:
         log.exception("could not publish the outgoing-message event")

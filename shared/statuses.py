@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from shared import conversations, customers, dashboard, events, logs
+from shared import conversations, customers, dashboard
+from shared.cloud import logs, pubsub
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import StatusUpdate
@@ -48,9 +49,9 @@ class StatusForUnknownMessage(RuntimeError):
 
 
 def handle_status(envelope: dict[str, Any]) -> str:
-    tenant_id, outlet_id, status = events.routed_event(envelope)
+    tenant_id, outlet_id, status = pubsub.routed_event(envelope)
     if not isinstance(status, StatusUpdate):
-        raise events.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
+        raise pubsub.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
         row = session.execute(_STATUS_TARGET, {"outlet_id": outlet_id, "wa_message_id": status.id}).first()
         if row is None:

@@ -18,8 +18,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import events
-from shared.config import settings
+from shared.cloud import pubsub
+from shared.cloud.settings import settings
 from shared.db import platform
 from shared.whatsapp.signature import verify_signature
 from shared.whatsapp.updates import (
@@ -104,7 +104,7 @@ def receive(request: Any) -> Response:
         log.warning("acknowledged a signed webhook we do not understand: %s", exc)
         return {"status": "ignored", "reason": str(exc)}, 200
 
-    outgoing: list[events.Outgoing] = []
+    outgoing: list[pubsub.Outgoing] = []
     unknown_numbers: set[str] = set()
     received_at = datetime.now(UTC).isoformat()
     for event in batch.events:
@@ -129,7 +129,7 @@ def receive(request: Any) -> Response:
     for number in unknown_numbers:
         log.warning("webhook for a phone_number_id no active outlet has", extra={"phone_number_id": number})
     try:
-        events.publish(outgoing)
+        pubsub.publish(outgoing)
     except Exception:
         log.exception("could not publish webhook events; Meta will deliver again")
         return {"error": "temporarily unavailable"}, 503
@@ -149,7 +149,7 @@ def customer_key(event: InboundMessage | IdentityChange) -> str:
 
 def _event_for(
     event: InboundMessage | StatusUpdate | IdentityChange, route: platform.OutletRoute, received_at: str
-) -> events.Outgoing:
+) -> pubsub.Outgoing:
     envelope = {
         "tenant_id": str(route.tenant_id),
         "outlet_id": str(route.outlet_id),
@@ -162,6 +162,6 @@ def _event_for(
         "kind": event.event_kind,
     }
     if isinstance(event, StatusUpdate):
-        return events.Outgoing(events.MESSAGE_STATUSES, envelope, "", attributes)
+        return pubsub.Outgoing(pubsub.MESSAGE_STATUSES, envelope, "", attributes)
     ordering_key = f"{route.outlet_id}:{customer_key(event)}"
-    return events.Outgoing(events.INCOMING_MESSAGES, envelope, ordering_key, attributes)
+    return pubsub.Outgoing(pubsub.INCOMING_MESSAGES, envelope, ordering_key, attributes)

@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     Started once for the session. It exports its environment (emulator hosts, DATABASE_URL,
     secrets) into this process so tests reach the same services through the same clients.
     """
-    from shared.config import settings
+    from shared.cloud.settings import settings
     from shared.db.engine import reset_engine
 
     state = tmp_path_factory.mktemp("stack")

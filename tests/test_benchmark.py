@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.deployment import REPO_ROOT
+from shared.cloud.declaration import REPO_ROOT
 from tests.conftest import fresh_shell_environment
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.deployment import (
+from shared.cloud.declaration import (
     FUNCTIONS_DIR,
     HttpTrigger,
     QueueConfig,

@@ -20,7 +20,7 @@ import requests
 from emulators.processes import port_is_open
 from emulators.stack import DEV_PORTS
 from emulators.whatsapp_simulator import create_app
-from shared.deployment import REPO_ROOT
+from shared.cloud.declaration import REPO_ROOT
 from tests.conftest import fresh_shell_environment
 from tests.pipeline.driver import Meta, new_customer, wait_for
 

@@ -16,9 +16,9 @@ from google.cloud import storage
 from sqlalchemy import select
 
 from emulators.stack import REQUEST_PATH, LocalStack, autogroup_nice, background_nice
+from shared.cloud.declaration import declaration
 from shared.db.models import Document
 from shared.db.tenancy import tenant_session
-from shared.deployment import declaration
 from tests.pipeline.driver import Meta, new_customer, wait_for
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import outbound
+from shared.cloud import outbound
 
 
 @pytest.fixture

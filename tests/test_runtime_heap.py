@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from shared import runtime
-from shared.deployment import REPO_ROOT
+from shared.cloud import runtime
+from shared.cloud.declaration import REPO_ROOT
 
 CASES = {
     "http": """
@@ -42,7 +42,7 @@ def test_the_first_invocation_freezes_what_the_instance_keeps(case: str) -> None
     script = textwrap.dedent(
         """
         import gc
-        from shared import runtime
+        from shared.cloud import runtime
         {case}
         before = (gc.get_freeze_count(), gc.get_threshold()[0])
         call()

@@ -2,7 +2,8 @@
 
 import functions_framework
 
-from shared import agent_api, runtime
+from shared import agent_api
+from shared.cloud import runtime
 
 
 @functions_framework.http

@@ -2,7 +2,8 @@
 
 import functions_framework
 
-from shared import lifecycle, runtime
+from shared import lifecycle
+from shared.cloud import runtime
 
 
 @functions_framework.http

@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import functions_framework
 
-from shared import documents, runtime
+from shared import documents
+from shared.cloud import runtime
 
 
 @functions_framework.cloud_event

@@ -2,8 +2,9 @@
 
 import functions_framework
 
-from shared import runtime, sending
-from shared.deployment import declaration
+from shared import sending
+from shared.cloud import runtime
+from shared.cloud.declaration import declaration
 
 
 @functions_framework.http

@@ -4,11 +4,12 @@ from datetime import timedelta
 
 import functions_framework
 
-from shared import events, runtime, statuses
+from shared import statuses
+from shared.cloud import pubsub, runtime
 
 
 @functions_framework.cloud_event
 @runtime.event_function("message-status", max_age=timedelta(days=1))
 def handle_message_status(cloud_event):  # type: ignore[no-untyped-def]
-    envelope, _, _ = events.decode_push(cloud_event)
+    envelope, _, _ = pubsub.decode_push(cloud_event)
     statuses.handle_status(envelope)

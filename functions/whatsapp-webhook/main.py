@@ -2,7 +2,8 @@
 
 import functions_framework
 
-from shared import runtime, webhook
+from shared import webhook
+from shared.cloud import runtime
 
 
 @functions_framework.http

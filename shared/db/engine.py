@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from shared.config import Settings, settings
+from shared.cloud.settings import Settings, settings
 from shared.db.driver import tune_pg8000
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from shared.config import settings
+from shared.cloud.settings import settings
 from shared.db.engine import normalize_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

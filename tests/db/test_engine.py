@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
-from shared.config import settings
+from shared.cloud.settings import settings
 from shared.db import engine as engine_module
 from shared.db.engine import engine_for_url, get_engine, normalize_url, reset_engine
 from shared.db.models import Message

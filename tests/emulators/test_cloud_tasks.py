@@ -26,7 +26,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from emulators.cloud_tasks import CloudTasksServer, create_server
 from emulators.keepalive import Connections
 from emulators.processes import free_port, port_is_open, start
-from shared.deployment import QueueConfig
+from shared.cloud.declaration import QueueConfig
 from tests.emulators.conftest import MakeReceiver, Started, stops_on_sigterm
 
 PROJECT, LOCATION, QUEUE = "whatsapp-crm-test", "asia-southeast2", "fast"
@@ -60,7 +60,7 @@ def client_for(url: str) -> tasks_v2.CloudTasksClient:
 
 
 def grpc_client_for(target: str) -> tasks_v2.CloudTasksClient:
-    """As shared/send_queue.py builds it when CLOUD_TASKS_EMULATOR_HOST is set."""
+    """As shared/cloud/tasks.py builds it when CLOUD_TASKS_EMULATOR_HOST is set."""
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(target)))
 
 

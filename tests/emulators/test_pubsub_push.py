@@ -18,8 +18,8 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from emulators.processes import Service, free_port, start
 from emulators.pubsub_push import MIN_BACKOFF, PushDispatcher, subscription_name
 from emulators.services import start_pubsub
-from shared.config import settings
-from shared.deployment import PubSubTrigger, declaration
+from shared.cloud.declaration import PubSubTrigger, declaration
+from shared.cloud.settings import settings
 from tests.emulators.conftest import MakeReceiver, Received, Started
 
 ORDERED, UNORDERED = "conversation", "message-status"  # declared Pub/Sub functions, with and without ordering

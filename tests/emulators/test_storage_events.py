@@ -23,7 +23,7 @@ from emulators.storage_events import (
     declared_subscriptions,
     event_id,
 )
-from shared.deployment import declaration
+from shared.cloud.declaration import declaration
 from tests.emulators.conftest import MakeReceiver, Receiver, Started, stops_on_sigterm
 
 FUNCTION = "document-ingest"

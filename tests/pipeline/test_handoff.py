@@ -23,7 +23,7 @@ from tests.pipeline.test_conversations import add_outbound, conversations_of, me
 @pytest.fixture(scope="module")
 def handoff_events(stack: object) -> Iterator[list[dict[str, object]]]:
     """Everything published to conversation.handed_off while the module runs."""
-    from shared.config import settings
+    from shared.cloud.settings import settings
 
     project = settings().google_cloud_project
     subscriber = pubsub_v1.SubscriberClient()

@@ -27,8 +27,8 @@ from google.api_core.exceptions import (
 from google.api_core.retry import Retry, if_exception_type
 from google.pubsub_v1 import PubsubMessage
 
-from shared.config import settings
-from shared.deployment import declaration
+from shared.cloud.declaration import declaration
+from shared.cloud.settings import settings
 from shared.whatsapp.updates import event_from_json_dict
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from google.api_core.exceptions import Aborted, Conflict
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from shared.config import settings
-from shared.deployment import declaration
+from shared.cloud.declaration import declaration
+from shared.cloud.settings import settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.config import settings
+from shared.cloud.settings import settings
 
 function_name: ContextVar[str | None] = ContextVar("function_name", default=None)
 tenant_id: ContextVar[str | None] = ContextVar("tenant_id", default=None)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from shared import logs
-from shared.events import MalformedEvent
+from shared.cloud import logs
+from shared.cloud.pubsub import MalformedEvent
 
 log = logging.getLogger(__name__)
 
