@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from shared.cloud.declaration import REPO_ROOT
-from shared.conversations import HANDOFF_NOTICE
+from shared.conversations.handoff import HANDOFF_NOTICE
 from shared.whatsapp.signature import sign
 
 DEFAULT_PHONE = "6281234567890"

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.access_tokens import encrypt_access_token
 from shared.db import platform
 from shared.db.models import KnowledgeBase, Outlet, Tenant, User
 from shared.db.tenancy import tenant_session
+from shared.sending.access_tokens import encrypt_access_token
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 from emulators import chat
 from emulators.seed import DEMO_SETTINGS
 from emulators.stack import LocalStack
-from shared.conversations import HANDOFF_NOTICE
-from shared.replies import generate_reply
+from shared.assistant.replies import generate_reply
+from shared.conversations.handoff import HANDOFF_NOTICE
 
 
 def test_say_mode_gets_the_fallback_reply_then_the_handoff_notice(

@@ -13,7 +13,7 @@ import requests
 from google.cloud import firestore
 
 from emulators.stack import LocalStack
-from shared import dashboard
+from shared.conversations import dashboard
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
 
 

@@ -2,11 +2,11 @@
 
 import functions_framework
 
-from shared import agent_api
 from shared.cloud import runtime
+from shared.conversations import staff_api
 
 
 @functions_framework.http
 @runtime.http_function("agent-actions")
 def agent_actions(request):  # type: ignore[no-untyped-def]
-    return agent_api.handle(request)
+    return staff_api.handle(request)

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import functions_framework
 
-from shared import conversations
 from shared.cloud import pubsub, runtime
+from shared.conversations import inbound
 
 
 @functions_framework.cloud_event
 @runtime.event_function("conversation", max_age=timedelta(days=2))
 def handle_incoming_message(cloud_event):  # type: ignore[no-untyped-def]
     envelope, _, _ = pubsub.decode_push(cloud_event)
-    conversations.handle_incoming(envelope)
+    inbound.handle_incoming(envelope)

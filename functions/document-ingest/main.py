@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import functions_framework
 
-from shared import documents
 from shared.cloud import runtime
+from shared.knowledge import documents
 
 
 @functions_framework.cloud_event

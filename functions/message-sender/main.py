@@ -2,9 +2,9 @@
 
 import functions_framework
 
-from shared import sending
 from shared.cloud import runtime
 from shared.cloud.declaration import declaration
+from shared.sending import sender
 
 
 @functions_framework.http
@@ -14,5 +14,5 @@ def send_message(request):  # type: ignore[no-untyped-def]
     if not isinstance(payload, dict):
         return {"error": "expected a JSON object"}, 400
     retry_count = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0"))
-    max_attempts = declaration().queues[sending.QUEUE].max_attempts
-    return sending.handle_task(payload, retry_count, max_attempts).response()
+    max_attempts = declaration().queues[sender.QUEUE].max_attempts
+    return sender.handle_task(payload, retry_count, max_attempts).response()

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import functions_framework
 
-from shared import statuses
 from shared.cloud import pubsub, runtime
+from shared.sending import statuses
 
 
 @functions_framework.cloud_event

@@ -2,8 +2,8 @@
 
 import functions_framework
 
-from shared import lifecycle
 from shared.cloud import runtime
+from shared.conversations import lifecycle
 
 
 @functions_framework.http

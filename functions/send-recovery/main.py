@@ -2,11 +2,11 @@
 
 import functions_framework
 
-from shared import lifecycle
 from shared.cloud import runtime
+from shared.sending import recovery
 
 
 @functions_framework.http
 @runtime.http_function("send-recovery", methods=("POST",))
 def recover_sends(request):  # type: ignore[no-untyped-def]
-    return lifecycle.recover_stuck_sends(), 200
+    return recovery.recover_stuck_sends(), 200

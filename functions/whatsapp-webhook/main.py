@@ -2,11 +2,11 @@
 
 import functions_framework
 
-from shared import webhook
 from shared.cloud import runtime
+from shared.conversations import intake
 
 
 @functions_framework.http
 @runtime.http_function("whatsapp-webhook")
 def whatsapp_webhook(request):  # type: ignore[no-untyped-def]
-    return webhook.handle(request)
+    return intake.handle(request)

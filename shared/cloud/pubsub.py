@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -29,7 +28,6 @@ from google.pubsub_v1 import PubsubMessage
 
 from shared.cloud.declaration import declaration
 from shared.cloud.settings import settings
-from shared.whatsapp.updates import event_from_json_dict
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +101,3 @@ def decode_push(cloud_event: Any) -> tuple[dict[str, Any], dict[str, str], str]:
     if not isinstance(payload, dict):
         raise MalformedEvent("Pub/Sub message data is not a JSON object")
     return payload, dict(message.get("attributes") or {}), str(message.get("messageId", cloud_event["id"]))
-
-
-def routed_event(envelope: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID, Any]:
-    """(tenant id, outlet id, WhatsApp event) of an envelope the webhook published."""
-    try:
-        return (
-            uuid.UUID(envelope["tenant_id"]),
-            uuid.UUID(envelope["outlet_id"]),
-            event_from_json_dict(envelope["event"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedEvent(f"not a routed WhatsApp event: {exc}") from exc

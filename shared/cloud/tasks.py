@@ -22,8 +22,6 @@ from shared.cloud.settings import settings
 
 log = logging.getLogger(__name__)
 
-SEND_QUEUE = "whatsapp-send"
-
 
 @cache
 def _client() -> tasks_v2.CloudTasksClient:
@@ -34,12 +32,12 @@ def _client() -> tasks_v2.CloudTasksClient:
     return tasks_v2.CloudTasksClient()
 
 
-def queue_path(queue: str = SEND_QUEUE) -> str:
+def queue_path(queue: str) -> str:
     config = settings()
     return _client().queue_path(config.google_cloud_project, config.region, queue)
 
 
-def enqueue(task_id: str, payload: dict[str, Any], queue: str = SEND_QUEUE, delay_seconds: float = 0) -> bool:
+def enqueue(queue: str, task_id: str, payload: dict[str, Any], delay_seconds: float = 0) -> bool:
     """Queue `payload` for the function that serves `queue`. False when it was already queued."""
     config = settings()
     target = declaration().function_for_queue(queue)

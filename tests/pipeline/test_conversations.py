@@ -17,10 +17,11 @@ import pytest
 from google.cloud import firestore
 from sqlalchemy import select
 
-from shared import conversations
+from shared.conversations.inbound import Outcome, handle_incoming
 from shared.db.models import Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import parse_webhook
+from shared.whatsapp.window import window_open
 from tests.pipeline.driver import Meta, inbound, new_customer, wait_for
 
 
@@ -129,13 +130,13 @@ def test_same_message_in_two_concurrent_workers_gives_one_reply(meta: Meta, demo
     outlet_id = meta.info["demo"]["outlet_id"]
     envelope = {"tenant_id": str(demo_tenant), "outlet_id": outlet_id, "event": event.to_json_dict()}
     start = threading.Barrier(2)
-    outcomes: list[conversations.Outcome] = []
+    outcomes: list[Outcome] = []
     errors: list[BaseException] = []
 
     def worker() -> None:
         start.wait()
         try:
-            outcomes.append(conversations.handle_incoming(envelope))
+            outcomes.append(handle_incoming(envelope))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -303,8 +304,10 @@ def test_window_is_tracked_from_the_customers_last_message(meta: Meta, demo_tena
     settled(meta, customer, 1)
     [conversation] = conversations_of(demo_tenant, customer)
     assert conversation.last_customer_message_at == datetime.fromtimestamp(sent_at, UTC)
-    assert conversations.window_open(conversation)
-    assert not conversations.window_open(conversation, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC))
+    assert window_open(conversation.last_customer_message_at)
+    assert not window_open(
+        conversation.last_customer_message_at, now=datetime.fromtimestamp(sent_at + 24 * 3600 + 1, UTC)
+    )
 
 
 def test_a_reaction_is_stored_but_not_answered(meta: Meta, demo_tenant: uuid.UUID) -> None:

@@ -12,8 +12,7 @@ import pytest
 from google.cloud import pubsub_v1
 from sqlalchemy import select
 
-from shared import conversations
-from shared.conversations import AgentMessage
+from shared.conversations import staff
 from shared.db.models import Message, User
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, new_customer, wait_for
@@ -86,7 +85,7 @@ def test_after_handoff_the_ai_is_silent_until_returned(meta: Meta, demo_tenant: 
     [conversation] = conversations_of(demo_tenant, customer)
     stored = messages_of(demo_tenant, conversation.id)
     assert [m.sender_type for m in stored if m.direction == "inbound"] == ["customer"] * 3  # nothing lost
-    assert conversations.return_to_ai(demo_tenant, conversation.id)
+    assert staff.return_to_ai(demo_tenant, conversation.id)
     meta.say(customer, "ok thanks, what are your opening hours?")
     assert len(settled(meta, customer, 2)) == 2
 
@@ -106,14 +105,14 @@ def test_a_message_redelivered_after_a_takeover_is_left_to_the_agent(meta: Meta,
         message.status = "received"
     with tenant_session(demo_tenant) as session:
         agent = session.scalars(select(User.id).where(User.email == "agent@kopinusantara.test")).one()
-    assert conversations.take_over(demo_tenant, conversation.id, agent)
+    assert staff.take_over(demo_tenant, conversation.id, agent)
     meta.say(customer, "apakah bisa pesan untuk besok?", wamid=wamid)  # Meta delivers it again
 
     def stored() -> dict[str, Message]:
         return {m.wa_message_id or str(m.id): m for m in messages_of(demo_tenant, conversation.id)}
 
     wait_for(lambda: stored()[wamid].status == "processed" or None)
-    assert conversations.return_to_ai(demo_tenant, conversation.id)
+    assert staff.return_to_ai(demo_tenant, conversation.id)
     latest = meta.say(customer, "halo?")
     settled(meta, customer, 3)
     messages = stored()
@@ -126,11 +125,11 @@ def test_a_resolved_conversation_does_not_loop_back_into_handoff(meta: Meta, dem
     meta.say(customer, "saya mau bicara dengan manusia")
     settled(meta, customer, 1)
     [first] = conversations_of(demo_tenant, customer)
-    conversations.queue_agent_message(
-        demo_tenant, first.id, AgentMessage("text", "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
+    staff.queue_agent_message(
+        demo_tenant, first.id, staff.AgentMessage("text", "Halo kak, dengan Dewi di sini. Ada yang bisa dibantu?")
     )
     settled(meta, customer, 2)
-    assert conversations.resolve(demo_tenant, first.id)
+    assert staff.resolve(demo_tenant, first.id)
     meta.say(customer, "terima kasih, sudah beres")
     sends = settled(meta, customer, 3)
     assert len(sends) == 3
@@ -152,7 +151,7 @@ def test_three_unsure_ai_replies_among_the_last_six_hand_off(meta: Meta, demo_te
     sends = settled(meta, customer, 2)
     assert "team" in sends[-1]["body"]["text"]["body"].lower() or "staf" in sends[-1]["body"]["text"]["body"]
     # Returned to the AI, the old unsure replies no longer count: the next message is answered.
-    assert conversations.return_to_ai(demo_tenant, conversation.id)
+    assert staff.return_to_ai(demo_tenant, conversation.id)
     meta.say(customer, "ok, and the menu?")
     settled(meta, customer, 3)
     assert conversations_of(demo_tenant, customer)[0].status == "active"

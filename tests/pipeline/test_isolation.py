@@ -11,12 +11,11 @@ from google.cloud import storage
 from sqlalchemy import select
 
 from emulators.stack import LocalStack
-from shared import conversations
-from shared.access_tokens import encrypt_access_token
-from shared.conversations import AgentMessage
+from shared.conversations import staff
 from shared.db import platform
 from shared.db.models import Conversation, Document, KnowledgeBase, Message, Outlet
 from shared.db.tenancy import tenant_session
+from shared.sending.access_tokens import encrypt_access_token
 from tests.pipeline.driver import Meta, inbound, new_customer, wait_for
 from tests.pipeline.test_conversations import conversations_of
 
@@ -77,9 +76,9 @@ def test_a_tenant_cannot_see_or_touch_another_tenants_conversation(
         their_messages = session.scalars(select(Message).where(Message.conversation_id.in_(their_ids))).all()
         assert their_messages == []
     stolen = next(iter(their_ids))
-    assert not conversations.resolve(demo_tenant, stolen)  # a guessed id is simply not found
+    assert not staff.resolve(demo_tenant, stolen)  # a guessed id is simply not found
     with pytest.raises(Exception, match="No row"):
-        conversations.queue_agent_message(demo_tenant, stolen, AgentMessage("text", "hello from the wrong tenant"))
+        staff.queue_agent_message(demo_tenant, stolen, staff.AgentMessage("text", "hello from the wrong tenant"))
     with tenant_session(other) as session:
         assert session.get_one(Conversation, stolen).status == "active"
 

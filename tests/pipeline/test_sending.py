@@ -13,8 +13,7 @@ import requests
 from google.cloud import firestore
 from sqlalchemy import update
 
-from shared import conversations
-from shared.conversations import AgentMessage
+from shared.conversations import staff
 from shared.db.models import Conversation, Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import ACCEPTED, Meta, fixture, new_customer, wait_for
@@ -103,8 +102,8 @@ def test_outside_the_24_hour_window_nothing_is_sent(meta: Meta, demo_tenant: uui
             .where(Conversation.id == conversation.id)
             .values(last_customer_message_at=datetime.now(UTC) - timedelta(hours=25))
         )
-    message_id = conversations.queue_agent_message(
-        demo_tenant, conversation.id, AgentMessage("text", "Sorry for the late answer!")
+    message_id = staff.queue_agent_message(
+        demo_tenant, conversation.id, staff.AgentMessage("text", "Sorry for the late answer!")
     )
 
     def failed() -> Message | None:

@@ -7,11 +7,11 @@ import uuid
 
 import requests
 
-from shared.access_tokens import encrypt_access_token
+from shared.assistant.replies import DEFAULT_FALLBACK
 from shared.db import platform
 from shared.db.models import Outlet
 from shared.db.tenancy import tenant_session
-from shared.replies import DEFAULT_FALLBACK
+from shared.sending.access_tokens import encrypt_access_token
 from tests.pipeline.driver import Meta, fixture, inbound, new_customer, wait_for
 
 

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from shared import conversations
 from shared.cloud import logs
 from shared.cloud.settings import settings
+from shared.conversations import dashboard
+from shared.conversations.staff import AgentMessage, queue_agent_message, resolve, return_to_ai, take_over
 from shared.db import platform
 from shared.db.models import Conversation
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.graph import CAPTIONED_MEDIA_TYPES, MEDIA_TYPES
+from shared.whatsapp.window import window_open
 
 log = logging.getLogger(__name__)
 
@@ -113,25 +115,25 @@ def _act(staff: Staff, conversation: Conversation, action: str, body: Any, key: 
             content = agent_message(body)
         except ValueError as exc:
             return {"error": str(exc)}, 400
-        if content.needs_window and not conversations.window_open(conversation):
+        if content.needs_window and not window_open(conversation.last_customer_message_at):
             return {"error": WINDOW_CLOSED, "code": 131047}, 409
-        message_id = conversations.queue_agent_message(tenant, conversation_id, content, user, key)
+        message_id = queue_agent_message(tenant, conversation_id, content, user, key)
         return {"message_id": str(message_id), "status": "queued"}, 202
     done = {
-        "take-over": conversations.take_over,
-        "return-to-ai": conversations.return_to_ai,
-        "resolve": conversations.resolve,
+        "take-over": take_over,
+        "return-to-ai": return_to_ai,
+        "resolve": resolve,
     }[action](tenant, conversation_id, user)
     if not done:
         # Often a retry whose first attempt changed the state and then failed to tell the
         # dashboard: show it the state that stands, so it stops offering the action.
-        conversations.mirror(tenant, conversation_id)
+        dashboard.mirror(tenant, conversation_id)
         return {"error": f"cannot {action} a conversation in its current state"}, 409
     log.info("agent action", extra={"action": action, "conversation_id": str(conversation_id)})
     return {"conversation_id": str(conversation_id), "action": action}, 200
 
 
-def agent_message(body: Any) -> conversations.AgentMessage:
+def agent_message(body: Any) -> AgentMessage:
     """Check a `messages` body before anything is stored: exactly one of
     {"text": "..."}, {"media": {"type", "id", "caption"?, "filename"?}} or
     {"template": {"name", "language", "components"?}}. ValueError says what is wrong."""
@@ -140,7 +142,7 @@ def agent_message(body: Any) -> conversations.AgentMessage:
         raise ValueError('send exactly one of {"text": ...}, {"media": {...}} or {"template": {...}}')
     value = body[kinds[0]]
     if kinds[0] == "text":
-        return conversations.AgentMessage("text", _text(value, "text", MAX_TEXT))
+        return AgentMessage("text", _text(value, "text", MAX_TEXT))
     if not isinstance(value, dict):
         raise ValueError(f"{kinds[0]} must be an object")
     if kinds[0] == "media":
@@ -154,7 +156,7 @@ def _text(value: Any, name: str, limit: int) -> str:
     return value
 
 
-def _media(value: dict[str, Any]) -> conversations.AgentMessage:
+def _media(value: dict[str, Any]) -> AgentMessage:
     media_type, media_id = value.get("type"), value.get("id")
     if media_type not in MEDIA_TYPES:
         raise ValueError(f"media.type must be one of {', '.join(sorted(MEDIA_TYPES))}")
@@ -170,10 +172,10 @@ def _media(value: dict[str, Any]) -> conversations.AgentMessage:
         if media_type != "document":
             raise ValueError("only a document has a filename")
         payload["filename"] = _text(value["filename"], "media.filename", MAX_FILENAME)
-    return conversations.AgentMessage(media_type, caption, payload)
+    return AgentMessage(media_type, caption, payload)
 
 
-def _template(value: dict[str, Any]) -> conversations.AgentMessage:
+def _template(value: dict[str, Any]) -> AgentMessage:
     name, language, components = value.get("name"), value.get("language"), value.get("components")
     if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
         raise ValueError("template.name must be an approved template's name (lowercase letters, digits, _)")
@@ -189,4 +191,4 @@ def _template(value: dict[str, Any]) -> conversations.AgentMessage:
         ):
             raise ValueError(f"template.components must be 1 to {MAX_COMPONENTS} objects, each with a type")
         payload["components"] = components
-    return conversations.AgentMessage("template", None, payload)
+    return AgentMessage("template", None, payload)

@@ -22,15 +22,16 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared import conversations, dashboard
-from shared.access_tokens import decrypt_access_token
 from shared.cloud import logs, outbound, pubsub
 from shared.cloud.settings import settings
-from shared.cloud.tasks import SEND_QUEUE as QUEUE
+from shared.conversations import dashboard
+from shared.conversations.pending import SEND_QUEUE as QUEUE
 from shared.db.models import Conversation, Customer, Message, Outlet
 from shared.db.tenancy import tenant_session
+from shared.sending.access_tokens import decrypt_access_token
 from shared.whatsapp.errors import GraphError, GraphOutcomeUnknown
 from shared.whatsapp.graph import GraphClient, Recipient
+from shared.whatsapp.window import window_open
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,12 @@ def send(tenant_id: uuid.UUID, message_id: uuid.UUID, retry_count: int, final: b
             return TaskResult(503, "an earlier reply of this conversation has not gone out yet")
         if not final and _awaiting_confirmation(message):
             return TaskResult(503, "an earlier attempt may have gone out: waiting for Meta's status")
-        if message.type != "template" and not conversations.window_open(conversation):
+        if message.type != "template" and not window_open(conversation.last_customer_message_at):
             mark_failed(message, *OUTSIDE_WINDOW)
             result = TaskResult(200, "outside the 24-hour window: not sent")
         else:
             result = _deliver(message, outlet, customer, final)
-        snapshot = conversations.message_document(tenant_id, message) if message.status != "queued" else None
+        snapshot = dashboard.message_document(tenant_id, message) if message.status != "queued" else None
         sent = message.status == "sent"
         conversation_id = message.conversation_id
     if snapshot is not None:

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from shared import conversations, customers, dashboard
 from shared.cloud import logs, pubsub
+from shared.conversations import customers, dashboard, intake
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import StatusUpdate
@@ -49,7 +49,7 @@ class StatusForUnknownMessage(RuntimeError):
 
 
 def handle_status(envelope: dict[str, Any]) -> str:
-    tenant_id, outlet_id, status = pubsub.routed_event(envelope)
+    tenant_id, outlet_id, status = intake.routed_event(envelope)
     if not isinstance(status, StatusUpdate):
         raise pubsub.MalformedEvent(f"unexpected event kind on the statuses topic: {type(status).__name__}")
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
@@ -64,12 +64,12 @@ def handle_status(envelope: dict[str, Any]) -> str:
         message, customer = row
         outcome = _apply(message, status)
         _learn_identifiers(session, tenant_id, customer, status)
-        snapshot = conversations.message_document(tenant_id, message)
+        snapshot = dashboard.message_document(tenant_id, message)
         closed = customers.closed_by_merge(session)
     # Also when unchanged: a redelivered status may be repairing a dashboard write that failed.
     dashboard.write_messages(tenant_id, message.conversation_id, [snapshot])
     for conversation_id in closed:
-        conversations.mirror(tenant_id, conversation_id)
+        dashboard.mirror(tenant_id, conversation_id)
     return outcome
 
 

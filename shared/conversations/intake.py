@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from shared.whatsapp.updates import (
     InboundMessage,
     MalformedWebhook,
     StatusUpdate,
+    event_from_json_dict,
     parse_webhook,
 )
 
@@ -165,3 +167,15 @@ def _event_for(
         return pubsub.Outgoing(pubsub.MESSAGE_STATUSES, envelope, "", attributes)
     ordering_key = f"{route.outlet_id}:{customer_key(event)}"
     return pubsub.Outgoing(pubsub.INCOMING_MESSAGES, envelope, ordering_key, attributes)
+
+
+def routed_event(envelope: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID, Any]:
+    """(tenant id, outlet id, WhatsApp event) of an envelope the webhook published."""
+    try:
+        return (
+            uuid.UUID(envelope["tenant_id"]),
+            uuid.UUID(envelope["outlet_id"]),
+            event_from_json_dict(envelope["event"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise pubsub.MalformedEvent(f"not a routed WhatsApp event: {exc}") from exc

@@ -10,10 +10,24 @@ agent returned to the AI from bouncing straight back to the agents.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from shared.assistant import replies
+from shared.cloud import pubsub
+from shared.db.models import Conversation, Message, Tenant
+from shared.whatsapp.updates import InboundMessage
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KEYWORDS: tuple[str, ...] = (
     # English
@@ -104,3 +118,63 @@ def too_many_low_confidence(history: Sequence[RecentMessage]) -> bool:
         1 for m in window if m.sender_type == "llm" and m.confidence is not None and m.confidence < LOW_CONFIDENCE
     )
     return unsure >= LOW_CONFIDENCE_LIMIT
+
+
+HANDOFF_NOTICE = {
+    "en": "Got it — I'm connecting you with our team. A staff member will reply here shortly.",
+    "id": "Baik, kami hubungkan dengan tim kami. Staf kami akan segera membalas di sini.",
+}
+
+
+def asks_for_a_person(event: InboundMessage, tenant_settings: dict[str, Any]) -> str | None:
+    if event.interactive is not None and button_requested(event.interactive.id):
+        return "requested:button"
+    if event.button is not None and button_requested(event.button.payload):
+        return "requested:button"
+    extra = tenant_settings.get("handoff_keywords") or []
+    keyword = keyword_requested(event.text_for_ai, extra)
+    return f"keyword:{keyword}" if keyword else None
+
+
+def hand_off(
+    session: Session, tenant: Tenant, conversation: Conversation, reason: str, language_hint: list[str]
+) -> None:
+    """Give the conversation to the agents: the AI stays silent until they return it. The
+    customer is told, and conversation.handed_off is published inside the transaction (a
+    failed commit may publish twice; subscribers key on conversation and time)."""
+    conversation.status = "handed_off"
+    conversation.handoff_reason = reason
+    conversation.handed_off_at = func.now()
+    language = replies.detect_language(language_hint, tenant.default_language)
+    notice = (tenant.settings.get("handoff_notice") or {}).get(language) or HANDOFF_NOTICE[language]
+    session.add(
+        Message(
+            tenant_id=tenant.id,
+            conversation_id=conversation.id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="system",
+            type="text",
+            body=notice,
+            status="queued",
+            created_at=func.clock_timestamp(),  # sent in this order: see _answer
+            payload={"reason": "handoff_notice"},
+        )
+    )
+    session.flush()
+    pubsub.publish([handed_off_event(tenant.id, conversation, reason)])
+    log.info("conversation handed off", extra={"conversation_id": str(conversation.id), "reason": reason})
+
+
+def handed_off_event(tenant_id: uuid.UUID, conversation: Conversation, reason: str) -> pubsub.Outgoing:
+    return pubsub.Outgoing(
+        pubsub.CONVERSATION_HANDED_OFF,
+        {
+            "tenant_id": str(tenant_id),
+            "conversation_id": str(conversation.id),
+            "outlet_id": str(conversation.outlet_id),
+            "reason": reason,
+            "at": datetime.now(UTC).isoformat(),
+        },
+        attributes={"tenant_id": str(tenant_id)},
+    )

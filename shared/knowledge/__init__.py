@@ -1,0 +1,1 @@
+"""Each tenant's documents: what the AI answers from."""

@@ -1,0 +1,1 @@
+"""Getting our messages to WhatsApp: the sender, statuses, send recovery, access tokens."""
