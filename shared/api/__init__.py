@@ -1,0 +1,1 @@
+"""The staff HTTP API toolkit: route tables, staff authentication, validation, errors, OpenAPI."""
