@@ -1,12 +1,12 @@
-"""agent-actions: staff take over, write, return to the AI or resolve a conversation (HTTP)."""
+"""agent-actions: staff read conversations and act on them (HTTP, Firebase ID token)."""
 
 import functions_framework
 
 from shared.cloud import runtime
-from shared.conversations import staff_api
+from shared.conversations.staff_api import api
 
 
 @functions_framework.http
 @runtime.http_function("agent-actions")
 def agent_actions(request):  # type: ignore[no-untyped-def]
-    return staff_api.handle(request)
+    return api(request)

@@ -28,6 +28,7 @@ class _Strict(BaseModel):
 class HttpTrigger(_Strict):
     kind: Literal["http"]
     public: bool = False
+    api: str | None = None  # "module:attribute" of the StaffApi it serves, for its OpenAPI document
 
 
 class PubSubTrigger(_Strict):

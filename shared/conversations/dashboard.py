@@ -111,7 +111,15 @@ def snapshot(
     else:
         messages = list(session.scalars(_LATEST_FEW, key))
         last = messages[0] if messages else None
-    summary = {
+    summary = conversation_document(tenant_id, conversation, customer, last.body if last else None)
+    return summary, [message_document(tenant_id, m) for m in messages]
+
+
+def conversation_document(
+    tenant_id: uuid.UUID, conversation: Conversation, customer: Customer, last_message: str | None
+) -> dict[str, Any]:
+    """A conversation as dashboards see it: in Firestore, and from the staff API."""
+    return {
         "id": str(conversation.id),
         "tenant_id": str(tenant_id),
         "outlet_id": str(conversation.outlet_id),
@@ -124,17 +132,17 @@ def snapshot(
             "phone": customer.phone_number,
             "bsuid": customer.bsuid,
         },
-        "last_message": last.body if last else None,
+        "last_message": last_message,
         "last_message_at": conversation.last_message_at,
         "window_expires_at": (
             conversation.last_customer_message_at + SERVICE_WINDOW if conversation.last_customer_message_at else None
         ),
         "updated_at": conversation.updated_at,
     }
-    return summary, [message_document(tenant_id, m) for m in messages]
 
 
 def message_document(tenant_id: uuid.UUID, message: Message) -> dict[str, Any]:
+    """A message as dashboards see it: in Firestore, and from the staff API."""
     return {
         "id": str(message.id),
         "tenant_id": str(tenant_id),

@@ -161,8 +161,8 @@ def test_outside_the_window_an_agent_sends_a_template_and_no_text(
     agent = id_token(stack, "agent@kopinusantara.test")
     refused = act(stack, conversation_id, "messages", agent, text="Halo kak, pesanannya sudah siap")
     assert refused.status_code == 409
-    assert refused.json()["code"] == 131047
-    assert "template" in refused.json()["error"]
+    assert refused.json()["error"]["details"] == [{"whatsapp_code": 131047}]
+    assert "template" in refused.json()["error"]["message"]
     refused_media = act(stack, conversation_id, "messages", agent, media={"type": "image", "id": "1479537139650973"})
     assert refused_media.status_code == 409
     assert _agent_messages(demo_tenant, conversation_id) == []  # nothing stored, nothing queued

@@ -1,0 +1,180 @@
+"""The one way a staff-facing HTTP function is built: a route table, served by flask-openapi3.
+
+Each `Route` names its method, path template, handler and the roles allowed. The handler's
+type hints are its contract: `path`, `query`, `header` and `body` parameters annotated with
+pydantic models are validated before it runs (a bad request is 400 with the field errors),
+it is handed the `Staff` who called, and its return annotation is the response model. The
+OpenAPI 3.1 document comes from the same routes and models, at `GET /openapi.json`.
+
+Order of checks, so that nothing is told to someone who may not know it: the ID token (401),
+then the role (403), then validation (400), then the handler, which answers 404 for ids its
+caller cannot see (another tenant's, another outlet's), never 403.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from flask import Response, g, request
+from flask_openapi3.models.info import Info
+from flask_openapi3.openapi import OpenAPI
+from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from shared.api.auth import Staff, authenticate
+from shared.api.errors import INVALID_REQUEST, ApiError, ErrorResponse
+from shared.cloud import logs
+
+log = logging.getLogger(__name__)
+
+PARTS = ("path", "query", "header", "body")
+ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 500, 503)
+MAX_BODY_BYTES = 1024 * 1024  # a staff request is a few kB: anything near this is a mistake or an attack
+OPENAPI_PATH = "/openapi.json"
+ERROR_DESCRIPTIONS = {
+    400: "The path, query, a header or the body is not valid (`invalid_request`, with the fields in `details`).",
+    401: "No valid Firebase ID token, or not staff of an active tenant (`unauthenticated`).",
+    403: "The caller's role may not use this route (`forbidden`).",
+    404: "No such route, or nothing with this id that the caller may see (`not_found`).",
+    409: "The resource's state does not allow it (`conflict`, or a more specific code).",
+    413: "The body is larger than the API takes (`body_too_large`).",
+    500: "Something failed on our side (`internal`); it is logged with its trace id.",
+    503: "A dependency is briefly unavailable (`unavailable`): retry.",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # GET, POST, PUT, PATCH or DELETE
+    path: str  # a Flask rule: /conversations/<uuid:conversation_id>/resolve (converters become 404s)
+    handler: Callable[..., BaseModel]
+    roles: frozenset[str]
+    status: int = 200  # what success answers
+    errors: tuple[int, ...] = ()  # statuses beyond the usual ones this route may answer (409, ...)
+
+
+class StaffApi:
+    """A staff API: call it with the request functions-framework hands the entry point."""
+
+    def __init__(self, title: str, description: str, routes: Sequence[Route], version: str = "1.0.0") -> None:
+        self._app = OpenAPI(
+            __name__,
+            info=Info(title=title, version=version, description=description),
+            security_schemes={"firebase": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"}},
+            doc_prefix="",
+            doc_url=OPENAPI_PATH,
+            validation_error_status=400,
+            validation_error_model=ErrorResponse,
+            validation_error_callback=self._invalid,
+        )
+        self._app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+        self._routes: dict[str, Route] = {}
+        self._part_of: dict[str, str] = {}  # model title -> the request part it validates
+        for route in routes:
+            self._add(route)
+        self._app.before_request(self._authorize)
+        self._app.register_error_handler(ApiError, self._api_error)
+        self._app.register_error_handler(HTTPException, self._http_error)
+        self._app.register_error_handler(Exception, self._unexpected)
+
+    def __call__(self, flask_request: Any) -> Response:
+        with self._app.request_context(flask_request.environ):
+            return self._app.full_dispatch_request()
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document, as served at /openapi.json."""
+        return dict(self._app.api_doc)
+
+    def openapi_json(self) -> str:
+        """The document as committed under docs/openapi/: stable key order, one trailing newline."""
+        return json.dumps(self.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def _add(self, route: Route) -> None:
+        hints = get_type_hints(route.handler)
+        parts = {part: hints[part] for part in PARTS if part in hints}
+        for part, model in parts.items():
+            self._part_of[model.__name__] = part
+        endpoint = f"{route.method} {route.path}"
+        self._routes[endpoint] = route
+
+        def view(**kwargs: Any) -> Response:
+            staff: Staff = g.staff
+            with logs.tenant_scope(staff.tenant_id):
+                result = route.handler(staff, **{part: kwargs[part] for part in parts})
+            return _json(result.model_dump(mode="json"), route.status)
+
+        view.__annotations__ = dict(parts)
+        view.__name__ = route.handler.__name__
+        view.__doc__ = route.handler.__doc__
+        statuses = sorted({*ALWAYS_DOCUMENTED, *route.errors})
+        responses: dict[Any, Any] = {route.status: hints["return"]}
+        responses.update(
+            {status: {"description": ERROR_DESCRIPTIONS[status], "content": _ERROR} for status in statuses}
+        )
+        register = getattr(self._app, route.method.lower())
+        register(
+            route.path,
+            endpoint=endpoint,
+            operation_id=route.handler.__name__,
+            responses=responses,
+            security=[{"firebase": []}],
+            openapi_extensions={"x-roles": sorted(route.roles)},
+        )(view)
+
+    def _authorize(self) -> None:
+        """Before validation: who is calling (401) and whether their role may use the route (403)."""
+        route = self._routes.get(request.url_rule.endpoint) if request.url_rule is not None else None
+        if route is None:
+            return  # the OpenAPI document, or no route at all (404, 405)
+        g.staff = staff = authenticate(request.headers.get("Authorization"))
+        if staff.role not in route.roles:
+            raise ApiError(403, f"a {staff.role} may not {route.method} {route.path}")
+
+    def _invalid(self, error: ValidationError) -> Response:
+        part = self._part_of.get(error.title)
+        details = [
+            {"loc": [part, *e["loc"]] if part else list(e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in error.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        first = details[0]
+        summary = f"{'.'.join(str(p) for p in first['loc'])}: {first['message']}" if details else "invalid request"
+        return _json(ApiError(400, summary, INVALID_REQUEST, details).body(), 400)
+
+    @staticmethod
+    def _api_error(error: ApiError) -> Response:
+        return _json(error.body(), error.status)
+
+    @staticmethod
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = {
+            404: f"no such route: {request.method} {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"the body is larger than {MAX_BODY_BYTES} bytes",
+        }.get(status, error.description or error.name)
+        answer = _json(ApiError(status, message).body(), status)
+        for name, value in error.get_headers():
+            if name.lower() == "allow":
+                answer.headers[name] = value
+        return answer
+
+    @staticmethod
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, OperationalError | ServiceUnavailable | DeadlineExceeded):
+            log.warning("a dependency is unavailable: %s", type(error).__name__)
+            return _json(ApiError(503, "a service we depend on is briefly unavailable: retry").body(), 503)
+        log.exception("staff API request failed")
+        return _json(ApiError(500, "something failed on our side; it is logged").body(), 500)
+
+
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
