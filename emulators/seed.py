@@ -74,7 +74,7 @@ def seed_demo(access_token: str) -> dict[str, Any]:
             session.add(kb)
         session.flush()
         outlet_id, kb_id = outlet.id, kb.id
-    users = [_staff(tenant_id, outlet_id, email, name, role) for email, name, role in DEMO_USERS]
+    users = [add_staff(tenant_id, outlet_id, email, name, role) for email, name, role in DEMO_USERS]
     return {
         "tenant_id": str(tenant_id),
         "tenant_name": DEMO_NAME,
@@ -87,7 +87,7 @@ def seed_demo(access_token: str) -> dict[str, Any]:
     }
 
 
-def _staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, role: str) -> dict[str, str]:
+def add_staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, role: str) -> dict[str, str]:
     """A staff login in the Auth emulator, with tenant and role in its custom claims."""
     from firebase_admin import auth
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from shared.api.auth import ACTING_ROLES, EVERY_ROLE, Staff
 from shared.api.errors import WINDOW_CLOSED, ApiError
@@ -49,7 +48,7 @@ class ConversationPath(BaseModel):
 
 
 class IdempotencyHeader(BaseModel):
-    idempotency_key: str | SkipJsonSchema[None] = Field(
+    idempotency_key: str | None = Field(
         None,
         alias="Idempotency-Key",
         pattern=r"^[0-9A-Za-z_.:-]{1,128}$",
@@ -58,15 +57,15 @@ class IdempotencyHeader(BaseModel):
 
 
 class ConversationsQuery(BaseModel):
-    outlet_id: uuid.UUID | SkipJsonSchema[None] = None
-    status: ConversationStatus | SkipJsonSchema[None] = None
+    outlet_id: uuid.UUID | None = None
+    status: ConversationStatus | None = None
     limit: int = Field(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: str | SkipJsonSchema[None] = Field(None, max_length=256, description="`next_cursor` of the page before.")
+    cursor: str | None = Field(None, max_length=256, description="`next_cursor` of the page before.")
 
 
 class MessagesQuery(BaseModel):
     limit: int = Field(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: str | SkipJsonSchema[None] = Field(None, max_length=256, description="`next_cursor` of the page before.")
+    cursor: str | None = Field(None, max_length=256, description="`next_cursor` of the page before.")
 
 
 def _not_blank(value: str | None) -> str | None:
