@@ -5,6 +5,8 @@ import functions_framework
 from shared.cloud import runtime
 from shared.conversations.staff_api import api
 
+api.answer_framework_errors()
+
 
 @functions_framework.http
 @runtime.http_function("agent-actions")

@@ -13,13 +13,14 @@ caller cannot see (another tenant's, another outlet's), never 403.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
@@ -34,7 +35,8 @@ from shared.cloud import logs
 log = logging.getLogger(__name__)
 
 PARTS = ("path", "query", "header", "body")
-ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 500, 503)
+ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 414, 500, 503)
+ANSWERED_IN_FRONT = frozenset({414})  # by gunicorn or Google's front end, before our code runs
 MAX_BODY_BYTES = 1024 * 1024  # a staff request is a few kB: anything near this is a mistake or an attack
 OPENAPI_PATH = "/openapi.json"
 ERROR_DESCRIPTIONS = {
@@ -44,6 +46,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such route, or nothing with this id that the caller may see (`not_found`).",
     409: "The resource's state does not allow it (`conflict`, or a more specific code).",
     413: "The body is larger than the API takes (`body_too_large`).",
+    414: "The URL is longer than the server in front of the API takes (its own answer, not this API's shape).",
     500: "Something failed on our side (`internal`); it is logged with its trace id.",
     503: "A dependency is briefly unavailable (`unavailable`): retry.",
 }
@@ -73,7 +76,6 @@ class StaffApi:
             validation_error_model=ErrorResponse,
             validation_error_callback=self._invalid,
         )
-        self._app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
         self._routes: dict[str, Route] = {}
         self._part_of: dict[str, str] = {}  # model title -> the request part it validates
         for route in routes:
@@ -84,8 +86,21 @@ class StaffApi:
         self._app.register_error_handler(Exception, self._unexpected)
 
     def __call__(self, flask_request: Any) -> Response:
-        with self._app.request_context(flask_request.environ):
+        """Serve the request functions-framework hands over. The body is read here, at most
+        MAX_BODY_BYTES of it, and handed to our app as a stream of its own: functions-framework
+        reads its request's body again after the response."""
+        body = flask_request.stream.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES or (flask_request.content_length or 0) > MAX_BODY_BYTES:
+            return _json(ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes").body(), 413)
+        environ = {**flask_request.environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        with self._app.request_context(environ):
             return self._app.full_dispatch_request()
+
+    def answer_framework_errors(self) -> None:
+        """Call while functions-framework loads the entry point (it does so in its app's
+        context): a request its own router refuses, a path with a newline say, is answered
+        in our error shape too, not with Flask's HTML page."""
+        current_app.register_error_handler(HTTPException, self._http_error)
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document, as served at /openapi.json."""
@@ -135,6 +150,8 @@ class StaffApi:
         g.staff = staff = authenticate(request.headers.get("Authorization"))
         if staff.role not in route.roles:
             raise ApiError(403, f"a {staff.role} may not {route.method} {route.path}")
+        if request.is_json and request.content_length != 0:
+            _require_json_text()
 
     def _invalid(self, error: ValidationError) -> Response:
         part = self._part_of.get(error.title)
@@ -154,9 +171,8 @@ class StaffApi:
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = {
-            404: f"no such route: {request.method} {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
-            413: f"the body is larger than {MAX_BODY_BYTES} bytes",
+            404: f"no such route: {request.method} {request.path[:200]}",
+            405: f"{request.method} is not allowed on {request.path[:200]}",
         }.get(status, error.description or error.name)
         answer = _json(ApiError(status, message).body(), status)
         for name, value in error.get_headers():
@@ -178,3 +194,14 @@ _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorRes
 
 def _json(body: dict[str, Any], status: int) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def _require_json_text() -> None:
+    """A JSON body must be JSON, and all its text Unicode: JSON may escape half a surrogate
+    pair ("\\ud800"), which no database stores. Refused here, as 400."""
+    try:
+        data = json.loads(request.get_data())
+        json.dumps(data, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError) as exc:
+        detail = {"loc": ["body"], "message": f"not valid JSON text: {exc}", "type": "json_invalid"}
+        raise ApiError(400, "body: not valid JSON text", details=[detail]) from exc

@@ -200,7 +200,10 @@ def test_errors_have_one_shape_and_come_in_order(api: str, stack: LocalStack, to
     header = {"Authorization": f"Bearer {tokens['agent']}", "Content-Type": "application/json"}
     not_json = requests.post(f"{api}{messages}", data=b"{not json", headers=header, timeout=10)
     error(not_json, 400, "invalid_request")
+    half_a_pair = requests.post(f"{api}{messages}", data=b'{"text": "kopi \\ud800"}', headers=header, timeout=10)
+    assert error(half_a_pair, 400, "invalid_request")["details"][0]["loc"] == ["body"]  # no database stores it
     error(call(api, "GET", "/no/such/route", tokens["owner"]), 404, "not_found")
+    error(call(api, "GET", "/conversations/%0A", tokens["owner"]), 404, "not_found")  # refused by the framework
     refused = error(call(api, "DELETE", f"/conversations/{conversation}", tokens["owner"]), 405, "method_not_allowed")
     assert refused["message"]
     huge = call(api, "POST", messages, tokens["agent"], json={"text": "x" * (2 * 1024 * 1024)})
