@@ -105,9 +105,18 @@ def start(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StartupError(f"{name} exited with code {process.returncode}; see {log_path}")
+            raise StartupError(f"{name} exited with code {process.returncode}; {_tail(log_path)}")
         if ready():
             return service
         time.sleep(0.1)
     service.stop()
-    raise StartupError(f"{name} did not become ready within {timeout:.0f}s; see {log_path}")
+    raise StartupError(f"{name} did not become ready within {timeout:.0f}s; {_tail(log_path)}")
+
+
+def _tail(log_path: Path, lines: int = 5) -> str:
+    """The end of a service's log, so a failed start says why even after its directory is gone."""
+    try:
+        last = log_path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        last = []
+    return f"see {log_path}" + "".join(f"\n    {line}" for line in last)
