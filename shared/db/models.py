@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     Text,
     UniqueConstraint,
     Uuid,
@@ -157,6 +159,8 @@ class Outlet(Base):
     waba_id: Mapped[str]
     access_token_ciphertext: Mapped[bytes | None]
     status: Mapped[str] = mapped_column(server_default="active")
+    # {"knowledge_base_ids": [...]} narrows what the assistant answers from at this outlet.
+    settings: Mapped[dict[str, Any]] = _json_object()
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -252,6 +256,9 @@ class Conversation(Base):
     handed_off_at: Mapped[datetime | None]
     assigned_user_id: Mapped[uuid.UUID | None]
     resolved_at: Mapped[datetime | None]
+    # Who is writing the AI's reply: a token and a lease, held while no transaction is open.
+    reply_claim: Mapped[uuid.UUID | None]
+    reply_claim_until: Mapped[datetime | None]
     # Start of WhatsApp's 24-hour customer-service window.
     last_customer_message_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
@@ -293,6 +300,10 @@ class Message(Base):
     confidence: Mapped[float | None] = mapped_column(REAL)
     # For an outbound reply: the last inbound message it answers.
     answers_up_to_message_id: Mapped[uuid.UUID | None]
+    llm_model: Mapped[str | None]
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    llm_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
     customer_sent_at: Mapped[datetime | None]  # WhatsApp's timestamp of an inbound message
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
@@ -372,13 +383,23 @@ class KnowledgeBase(Base):
     """A set of documents the AI answers from: tenant-wide, or for one outlet."""
 
     __tablename__ = "knowledge_bases"
-    __table_args__ = (UniqueConstraint("tenant_id", "id"), _tenant_fk("outlets", "outlet_id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        _tenant_fk("outlets", "outlet_id"),
+        CheckConstraint("chunk_size BETWEEN 100 AND 4000", name="chunk_size"),
+        CheckConstraint("chunk_overlap >= 0 AND chunk_overlap < chunk_size", name="chunk_overlap"),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     outlet_id: Mapped[uuid.UUID | None]
     name: Mapped[str]
+    description: Mapped[str | None]
     language: Mapped[str] = mapped_column(server_default="id")
+    chunk_size: Mapped[int] = mapped_column(server_default=text("500"))
+    chunk_overlap: Mapped[int] = mapped_column(server_default=text("50"))
+    # The embedding model its vectors were made with; a different one configured re-indexes.
+    embedding_model: Mapped[str | None]
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -392,6 +413,11 @@ class Document(Base):
         _tenant_fk("knowledge_bases", "knowledge_base_id", ondelete="CASCADE"),
         one_of("status", DOCUMENT_STATUSES),
         Index("ix_documents_tenant_id_knowledge_base_id", "tenant_id", "knowledge_base_id"),
+        Index(
+            "ix_documents_processing_deadline",
+            "processing_deadline",
+            postgresql_where=text("status = 'processing'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -403,9 +429,17 @@ class Document(Base):
     content_type: Mapped[str]
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None]
+    file_name: Mapped[str] = mapped_column(server_default="")
     status: Mapped[str] = mapped_column(server_default="uploaded")
     error: Mapped[str | None]
     chunk_count: Mapped[int] = mapped_column(server_default=text("0"))
+    pages: Mapped[int | None]
+    rows: Mapped[int | None]
+    embedding_model: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    # A processing attempt past this is over: retried (bounded) or failed by the sweep.
+    processing_deadline: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
