@@ -55,6 +55,31 @@ class Settings(BaseSettings):
     local_token_key: SecretStr | None = None
 
     documents_bucket: str = "whatsapp-crm-documents"
+    # One attempt at parsing and embedding a document has this long; after the last attempt
+    # (or past the deadline, found by the sweep) the document is failed with the reason.
+    ingest_deadline_seconds: int = 540
+    ingest_max_attempts: int = 3
+
+    # OpenAI (or any OpenAI-compatible server: vLLM, Ollama, llama.cpp). The key comes from
+    # Secret Manager in production; locally scripts/dev points both at its stand-ins.
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    # JSON {"model": {"prompt": usd_per_1m, "completion": usd_per_1m}} over the built-in table.
+    llm_prices: str | None = None
+    llm_request_timeout_seconds: float = 20.0
+    llm_max_attempts: int = 3
+    # What a reply may take in all, retries included (the function's own timeout is longer).
+    reply_deadline_seconds: float = 45.0
+    embedding_model: str = "text-embedding-3-small"
+    embeddings_base_url: str | None = None  # unset: OPENAI_BASE_URL
+    # Passages scoring below this are not evidence. Unset: the model's measured default.
+    retrieval_min_score: float | None = None
+    retrieval_top_k: int = 5
+
+    # Qdrant: a managed cluster or Qdrant on Cloud Run; locally emulators/qdrant_server.py.
+    qdrant_url: str = "http://127.0.0.1:6333"
+    qdrant_api_key: SecretStr | None = None
     log_level: str = "INFO"
 
 

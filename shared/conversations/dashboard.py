@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from functools import cache
 from typing import Any
 
-from google.cloud import firestore
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.cloud.settings import settings
+from shared.cloud import firestore
 from shared.db.models import Conversation, Customer, Message
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.window import SERVICE_WINDOW
-
-
-@cache
-def _client() -> firestore.Client:
-    return firestore.Client(project=settings().google_cloud_project)
-
-
-def _document(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 def conversation_path(tenant_id: object, conversation_id: object) -> str:
@@ -43,13 +31,13 @@ def _commit(
 ) -> None:
     """One batch: the conversation summary (when given) and the messages. Each is a whole
     document from PostgreSQL, so a plain set (cheaper than a merge) loses nothing."""
-    client = _client()
+    client = firestore.client()
     batch = client.batch()
     conversation = client.document(conversation_path(tenant_id, conversation_id))
     if summary is not None:
-        batch.set(conversation, _document(summary))
+        batch.set(conversation, firestore.as_document(summary))
     for message in messages:
-        batch.set(conversation.collection("messages").document(str(message["id"])), _document(message))
+        batch.set(conversation.collection("messages").document(str(message["id"])), firestore.as_document(message))
     batch.commit()
 
 
@@ -67,7 +55,7 @@ def delete_messages(tenant_id: object, messages: Sequence[tuple[object, object]]
     """Remove purged messages (conversation id, message id) from the dashboard."""
     if not messages:
         return
-    client = _client()
+    client = firestore.client()
     batch = client.batch()
     for conversation_id, message_id in messages:
         batch.delete(client.document(f"{conversation_path(tenant_id, conversation_id)}/messages/{message_id}"))
