@@ -9,6 +9,8 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -19,7 +21,7 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
-def _nullable(name: str, type_: sa.types.TypeEngine[object]) -> sa.Column[object]:
+def _nullable(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=True)
 
 
