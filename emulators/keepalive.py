@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from werkzeug.exceptions import InternalServerError
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +105,15 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def serve(app: Any, port: int, what: str) -> None:
+    """Serve a WSGI app on 127.0.0.1:`port` with kept-alive connections until interrupted."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=KeepAliveRequestHandler)
+    logger.info("%s listening on http://127.0.0.1:%s", what, server.port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -27,10 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from qdrant_client import QdrantClient, models
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from emulators.keepalive import KeepAliveRequestHandler
+from emulators.keepalive import serve
 
 log = logging.getLogger("qdrant_server")
 CLIENT_VERSION = importlib.metadata.version("qdrant-client")
@@ -243,14 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.path:
         args.path.mkdir(parents=True, exist_ok=True)
     app = create_app(args.path, args.api_key)
-    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=KeepAliveRequestHandler)
-    log.info("Qdrant REST emulator listening on http://127.0.0.1:%s", server.port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(app, args.port, "the Qdrant REST emulator")
 
 
 if __name__ == "__main__":

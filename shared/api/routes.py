@@ -34,7 +34,7 @@ from shared.cloud import logs
 
 log = logging.getLogger(__name__)
 
-PARTS = ("path", "query", "header", "body")
+PARTS = ("path", "query", "header", "body", "form")  # form: multipart, for file uploads
 ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 414, 500, 503)
 ANSWERED_IN_FRONT = frozenset({414})  # by gunicorn or Google's front end, before our code runs
 MAX_BODY_BYTES = 1024 * 1024  # a staff request is a few kB: anything near this is a mistake or an attack
@@ -60,6 +60,10 @@ class Route:
     roles: frozenset[str]
     status: int = 200  # what success answers
     errors: tuple[int, ...] = ()  # statuses beyond the usual ones this route may answer (409, ...)
+    max_body_bytes: int = MAX_BODY_BYTES  # a file upload takes more
+    # A route answering server-sent events returns a Response; its return annotation is the
+    # model of one event's data, documented under text/event-stream.
+    event_stream: bool = False
 
 
 class StaffApi:
@@ -89,12 +93,22 @@ class StaffApi:
         """Serve the request functions-framework hands over. The body is read here, at most
         MAX_BODY_BYTES of it, and handed to our app as a stream of its own: functions-framework
         reads its request's body again after the response."""
-        body = flask_request.stream.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES or (flask_request.content_length or 0) > MAX_BODY_BYTES:
-            return _json(ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes").body(), 413)
+        limit = self._body_limit(flask_request.environ)
+        body = flask_request.stream.read(limit + 1)
+        if len(body) > limit or (flask_request.content_length or 0) > limit:
+            return _json(ApiError(413, f"the body is larger than {limit} bytes").body(), 413)
         environ = {**flask_request.environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
         with self._app.request_context(environ):
             return self._app.full_dispatch_request()
+
+    def _body_limit(self, environ: dict[str, Any]) -> int:
+        """The matched route's limit; the default one for anything else."""
+        try:
+            endpoint, _ = self._app.url_map.bind_to_environ(environ).match()
+        except HTTPException:
+            return MAX_BODY_BYTES
+        route = self._routes.get(str(endpoint))
+        return route.max_body_bytes if route is not None else MAX_BODY_BYTES
 
     def answer_framework_errors(self) -> None:
         """Call while functions-framework loads the entry point (it does so in its app's
@@ -122,6 +136,8 @@ class StaffApi:
             staff: Staff = g.staff
             with logs.tenant_scope(staff.tenant_id):
                 result = route.handler(staff, **{part: kwargs[part] for part in parts})
+            if isinstance(result, Response):
+                return result
             return _json(result.model_dump(mode="json"), route.status)
 
         view.__annotations__ = dict(parts)
@@ -129,6 +145,14 @@ class StaffApi:
         view.__doc__ = route.handler.__doc__
         statuses = sorted({*ALWAYS_DOCUMENTED, *route.errors})
         responses: dict[Any, Any] = {route.status: hints["return"]}
+        if route.event_stream:
+            event = hints["return"]
+            responses = {
+                route.status: {
+                    "description": f"Server-sent events: `data: <{event.__name__}>` lines, then `data: [DONE]`.",
+                    "content": {"text/event-stream": {"schema": event.model_json_schema()}},
+                }
+            }
         responses.update(
             {status: {"description": ERROR_DESCRIPTIONS[status], "content": _ERROR} for status in statuses}
         )

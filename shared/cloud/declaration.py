@@ -93,6 +93,7 @@ class FunctionDeclaration(_Strict):
     trigger: Trigger
     memory: str = "512Mi"
     max_instances: int = 10
+    timeout_seconds: int = 60
 
 
 class Declaration(_Strict):

@@ -25,8 +25,9 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.assistant import replies
+from shared.assistant import context, replies
 from shared.cloud import logs, pubsub
+from shared.cloud.settings import settings
 from shared.conversations import customers, dashboard, handoff, intake
 from shared.conversations.pending import Pending, pending_after, read_receipt, settle
 from shared.db.models import (
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(hours=1)  # an AI answer this late would confuse more than help
 OPEN = OPEN_CONVERSATION_STATUSES
-NOT_ANSWERED = frozenset({"reaction"})  # a thumbs-up on our reply is not a question
+NOT_ANSWERED = frozenset({"reaction"})
+# How long a claim on writing a reply holds: the reply's whole deadline, and some margin.
+CLAIM_LEASE = timedelta(seconds=settings().reply_deadline_seconds + 15)  # a thumbs-up on our reply is not a question
 
 # The statements of the per-message path, built once: SQLAlchemy memoizes a statement's cache
 # key on the object, so a constant statement skips both building and keying on every message
@@ -76,15 +79,32 @@ _MARK_PROCESSED = (
     .execution_options(synchronize_session=False)  # the message is not loaded in this session
 )
 _CONVERSATION_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# Waiting: not answered yet, or claimed by a reply whose claim lapsed (taken over).
 _WAITING = (
     select(Message)
     .where(
         Message.conversation_id == bindparam("conversation_id"),
         Message.direction == "inbound",
-        Message.status == "received",
+        Message.status.in_(("received", "processing")),
     )
     .order_by(Message.customer_sent_at, Message.created_at)
 )
+_ANY_WAITING = select(
+    select(Message.id)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == "inbound",
+        Message.status == "received",
+    )
+    .exists()
+)
+_MARK_ALL_PROCESSED = (
+    update(Message)
+    .where(Message.id.in_(bindparam("message_ids", expanding=True)), Message.status != "processed")
+    .values(status="processed")
+    .execution_options(synchronize_session=False)
+)
+
 _RECENT = (
     select(Message.sender_type, Message.confidence, Message.payload["event"].astext.label("event"))
     .where(Message.conversation_id == bindparam("conversation_id"))
@@ -117,10 +137,11 @@ def _handle(tenant_id: uuid.UUID, outlet_id: uuid.UUID, event: object) -> Outcom
     if not isinstance(event, InboundMessage):
         raise pubsub.MalformedEvent(f"unexpected event kind on the incoming topic: {type(event).__name__}")
     stored = store_inbound(tenant_id, outlet_id, event)
-    reply_id, pending = None, stored.pending
-    if not stored.handed_off:
-        reply_id, pending = answer_waiting(tenant_id, stored.conversation_id)
-    settle(pending)
+    reply_id = None
+    if stored.handed_off:
+        settle(stored.pending)
+    else:
+        reply_id = answer_waiting(tenant_id, stored.conversation_id, stored.message_id, stored.pending)
     log.info(
         "inbound message handled",
         extra={
@@ -222,55 +243,169 @@ def open_conversation(
     return session.scalars(_OPEN_CONVERSATION, keys).one()
 
 
-def answer_waiting(tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> tuple[uuid.UUID | None, Pending]:
-    """Transaction 2: under the conversation's lock, one reply to every waiting message.
-
-    The lock is an advisory lock, not the conversation row, so that new messages can be
-    stored (transaction 1) while a reply is being generated; they wait for the next reply."""
-    with tenant_session(tenant_id) as session:
-        reply_id = _answer(session, tenant_id, conversation_id)
-        return reply_id, pending_after(session, tenant_id, conversation_id)
+class ReplyInProgress(Exception):
+    """Another delivery is writing the reply to this message: raise so Pub/Sub comes back
+    later, when the reply is sent (then this is a duplicate) or its claim has lapsed."""
 
 
-def _answer(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> uuid.UUID | None:
+def answer_waiting(
+    tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID, stored: Pending
+) -> uuid.UUID | None:
+    """One reply to every waiting message, then to whatever arrived meanwhile; what each
+    transaction leaves to do is settled after its commit (`stored`: what storing left).
+
+    The model is asked with no transaction or lock open: a claim on the conversation (a
+    token and a lease, written under the conversation's advisory lock) is what makes one
+    delivery at a time write its reply, in order. A delivery that finds the claim held
+    leaves its message to the holder, which answers what is still waiting before letting
+    go. A holder that dies loses its claim when the lease runs out; its own redelivery, or
+    the next message, then takes over, and a reply the late holder still produces is
+    discarded, so no message is answered twice."""
+    reply_id: uuid.UUID | None = None
+    for _ in range(MAX_DRAINS):
+        claim = _claim(tenant_id, conversation_id, message_id)
+        settle(claim.pending if claim.pending is not None else stored)
+        if claim.question is None:
+            break
+        answer = replies.answer(claim.question)
+        written, more, after = _write_reply(tenant_id, conversation_id, claim, answer)
+        settle(after)
+        reply_id = written or reply_id
+        if not more:
+            break
+    return reply_id
+
+
+MAX_DRAINS = 5  # bursts beyond this wait for their own deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    token: uuid.UUID | None
+    message_ids: tuple[uuid.UUID, ...]
+    newest_id: uuid.UUID | None
+    question: replies.Question | None
+    pending: Pending | None
+
+
+def _lock(session: Session, conversation_id: uuid.UUID) -> None:
     session.execute(_CONVERSATION_LOCK, {"key": zlib.crc32(conversation_id.bytes) - 2**31})
-    waiting = list(session.scalars(_WAITING, {"conversation_id": conversation_id}))
-    if not waiting:
-        return None  # answered together with an earlier message
-    for message in waiting:
-        message.status = "processed"
-    conversation = session.get_one(Conversation, conversation_id)
-    tenant = session.get_one(Tenant, tenant_id)
-    texts = [m.body for m in waiting if m.body]
-    if not _should_answer(session, tenant, conversation, waiting[-1], texts):
-        return None
-    newest = waiting[-1]
-    if (read := read_receipt(tenant, newest.id, typing=True)) is not None:
-        read.enqueue()  # now, before the answer is generated: "typing..." shows meanwhile
-    reply = replies.generate_reply(tenant.settings, texts, tenant.default_language)
-    session.refresh(conversation, with_for_update=True)
-    if conversation.status != "active":
-        return None  # handed off while the reply was being prepared
-    outbound = Message(
-        tenant_id=tenant_id,
-        conversation_id=conversation_id,
-        outlet_id=conversation.outlet_id,
-        direction="outbound",
-        sender_type="llm",
-        type="text",
-        body=reply.text,
-        status="queued",
-        # When it was written, under the lock, not when its transaction began: replies are
-        # sent in this order, and a transaction that waited for the lock began earlier.
-        created_at=func.clock_timestamp(),
-        confidence=reply.confidence,
-        answers_up_to_message_id=newest.id,
-        payload={"answers": [str(m.id) for m in waiting], "language": reply.language},
-    )
-    session.add(outbound)
+
+
+def _claim(tenant_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID) -> _Claim:
+    """Transaction A: take the claim and the waiting messages, and read what the reply needs."""
+    with tenant_session(tenant_id) as session:
+        _lock(session, conversation_id)
+        conversation = session.get_one(Conversation, conversation_id)
+        now = session.scalar(select(func.now()))
+        assert now is not None
+        held = conversation.reply_claim is not None and (conversation.reply_claim_until or now) > now
+        waiting = list(session.scalars(_WAITING, {"conversation_id": conversation_id}))
+        if held:
+            if any(m.id == message_id and m.status == "processing" for m in waiting):
+                raise ReplyInProgress(f"conversation {conversation_id} is being answered")
+            return _Claim(None, (), None, None, None)  # the holder answers these when it is done
+        if not waiting:
+            conversation.reply_claim = conversation.reply_claim_until = None
+            return _Claim(None, (), None, None, pending_after(session, tenant_id, conversation_id))
+        tenant = session.get_one(Tenant, tenant_id)
+        texts = [m.body for m in waiting if m.body]
+        if not _should_answer(session, tenant, conversation, waiting[-1], texts):
+            for message in waiting:
+                message.status = "processed"
+            conversation.reply_claim = conversation.reply_claim_until = None
+            return _Claim(None, (), None, None, pending_after(session, tenant_id, conversation_id))
+        for message in waiting:
+            message.status = "processing"
+        token = uuid.uuid4()
+        conversation.reply_claim = token
+        conversation.reply_claim_until = now + CLAIM_LEASE
+        question = context.question(session, tenant, conversation, texts, waiting[0].created_at)
+        read = read_receipt(tenant, waiting[-1].id, typing=True)
+        if read is not None:
+            read.enqueue()  # now, before the answer is generated: "typing..." shows meanwhile
+        return _Claim(token, tuple(m.id for m in waiting), waiting[-1].id, question, None)
+
+
+def _write_reply(
+    tenant_id: uuid.UUID, conversation_id: uuid.UUID, claim: _Claim, answer: replies.Answer
+) -> tuple[uuid.UUID | None, bool, Pending]:
+    """Transaction B: the reply, if the claim is still ours; then whether more is waiting."""
+    with tenant_session(tenant_id) as session:
+        _lock(session, conversation_id)
+        conversation = session.get_one(Conversation, conversation_id)
+        session.refresh(conversation, with_for_update=True)
+        if conversation.reply_claim != claim.token:
+            log.warning(
+                "reply discarded: the claim lapsed and was taken over", extra={"conversation_id": str(conversation_id)}
+            )
+            return None, False, pending_after(session, tenant_id, conversation_id)
+        session.execute(_MARK_ALL_PROCESSED, {"message_ids": list(claim.message_ids)})
+        reply_id = None
+        if conversation.status == "active":
+            if answer.wants_human:
+                tenant = session.get_one(Tenant, tenant_id)
+                handoff.hand_off(
+                    session,
+                    tenant,
+                    conversation,
+                    "customer_request",
+                    list(claim.question.texts if claim.question else []),
+                )
+            else:
+                reply_id = _insert_reply(session, tenant_id, conversation, claim, answer)
+                if answer.low_confidence and handoff.too_many_low_confidence(_recent(session, conversation.id)):
+                    # The third "I don't know" goes out, then the notice: a person takes over now,
+                    # not at the customer's next message.
+                    tenant = session.get_one(Tenant, tenant_id)
+                    texts = list(claim.question.texts if claim.question else [])
+                    handoff.hand_off(session, tenant, conversation, "low_confidence", texts)
+        conversation.reply_claim = conversation.reply_claim_until = None
+        more = conversation.status == "active" and session.scalar(_ANY_WAITING, {"conversation_id": conversation_id})
+        return reply_id, bool(more), pending_after(session, tenant_id, conversation_id)
+
+
+def _insert_reply(
+    session: Session, tenant_id: uuid.UUID, conversation: Conversation, claim: _Claim, answer: replies.Answer
+) -> uuid.UUID:
+    first: uuid.UUID | None = None
+    for number, part in enumerate(answer.parts):
+        payload: dict[str, Any] = {"answers": [str(m) for m in claim.message_ids], "language": answer.language}
+        if answer.low_confidence:
+            payload["low_confidence"] = answer.low_confidence
+        if answer.low_confidence == "provider_failed":
+            payload["flag"] = "ai_unavailable"  # the dashboard shows it: staff should look
+        if answer.sources:
+            payload["sources"] = list(answer.sources)
+        if len(answer.parts) > 1:
+            payload["part"] = [number + 1, len(answer.parts)]
+        message = Message(
+            tenant_id=tenant_id,
+            conversation_id=conversation.id,
+            outlet_id=conversation.outlet_id,
+            direction="outbound",
+            sender_type="llm",
+            type="text",
+            body=part,
+            status="queued",
+            # When it was written, under the lock, not when its transaction began: replies are
+            # sent in this order, and a transaction that waited for the lock began earlier.
+            created_at=func.clock_timestamp(),
+            confidence=answer.confidence,
+            answers_up_to_message_id=claim.newest_id,
+            payload=payload,
+            # Usage is the whole answer's: on its first part only, so sums stay right.
+            llm_model=answer.model if number == 0 else None,
+            prompt_tokens=answer.prompt_tokens if number == 0 else None,
+            completion_tokens=answer.completion_tokens if number == 0 else None,
+            llm_cost_usd=answer.cost_usd if number == 0 else None,
+        )
+        session.add(message)
+        session.flush()
+        first = first or message.id
     conversation.last_message_at = func.now()
-    session.flush()
-    return outbound.id
+    assert first is not None
+    return first
 
 
 def _should_answer(

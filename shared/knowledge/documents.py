@@ -3,8 +3,8 @@
 Objects are named `tenants/{tenant_id}/knowledge/{knowledge_base_id}/{file name}`. The
 storage trigger is at-least-once, so a (bucket, object, generation) is registered once;
 each new generation (a re-upload) is a new document version. What cannot be ingested is
-recorded as failed with the reason instead of disappearing. Parsing and embedding the
-content is the knowledge issue's work, triggered by knowledge.document.uploaded.
+recorded as failed with the reason instead of disappearing. Parsing and embedding
+(shared/knowledge/ingest.py) follow on knowledge.document.uploaded.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from shared.db.tenancy import tenant_session
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+MAX_DOCUMENT_MB = MAX_DOCUMENT_BYTES // (1024 * 1024)
 SUPPORTED_TYPES = {
     "application/pdf": "pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
@@ -33,6 +34,7 @@ SUPPORTED_TYPES = {
     "text/markdown": "md",
     "text/csv": "csv",
 }
+TYPES_BY_EXTENSION = {extension: content_type for content_type, extension in SUPPORTED_TYPES.items()}
 _PATH = re.compile(r"^tenants/(?P<tenant>[0-9a-f-]{36})/knowledge/(?P<kb>[0-9a-f-]{36})/(?P<file>[^/].*)$")
 
 
@@ -57,9 +59,11 @@ def register(object_resource: dict[str, Any]) -> Registration:
         return Registration(None, "ignored", "tenant or knowledge base id is not a UUID")
     size = int(object_resource.get("size") or 0)
     content_type = str(object_resource.get("contentType") or "application/octet-stream").split(";")[0].strip()
+    if content_type not in SUPPORTED_TYPES:  # e.g. octet-stream from a command-line upload
+        content_type = TYPES_BY_EXTENSION.get(match["file"].rsplit(".", 1)[-1].lower(), content_type)
     problem = None
     if size > MAX_DOCUMENT_BYTES:
-        problem = f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES}"
+        problem = f"the file is {size / 1048576:.1f} MB; the limit is {MAX_DOCUMENT_MB} MB per file"
     elif content_type not in SUPPORTED_TYPES:
         problem = f"unsupported content type {content_type}; upload PDF, DOCX, XLSX, TXT, MD or CSV"
     with logs.tenant_scope(tenant_id), tenant_session(tenant_id) as session:
@@ -76,6 +80,7 @@ def register(object_resource: dict[str, Any]) -> Registration:
                 object_name=name,
                 generation=int(object_resource.get("generation") or 0),
                 content_type=content_type,
+                file_name=match["file"],
                 size_bytes=size,
                 sha256=None,
                 status="failed" if problem else "uploaded",
@@ -94,21 +99,28 @@ def register(object_resource: dict[str, Any]) -> Registration:
             )
             return Registration(existing, "duplicate")
         if problem is None:
-            pubsub.publish(
-                [
-                    pubsub.Outgoing(
-                        pubsub.DOCUMENT_UPLOADED,
-                        {
-                            "tenant_id": str(tenant_id),
-                            "knowledge_base_id": str(kb_id),
-                            "document_id": str(document_id),
-                            "bucket": bucket,
-                            "object_name": name,
-                            "generation": str(object_resource.get("generation")),
-                            "content_type": content_type,
-                        },
-                        attributes={"tenant_id": str(tenant_id)},
-                    )
-                ]
-            )
+            document = session.get(Document, document_id)
+            assert document is not None
+            announce(document)
     return Registration(document_id, "failed" if problem else "uploaded", problem or "")
+
+
+def announce(document: Document) -> None:
+    """Publish knowledge.document.uploaded: ingest it (again)."""
+    pubsub.publish(
+        [
+            pubsub.Outgoing(
+                pubsub.DOCUMENT_UPLOADED,
+                {
+                    "tenant_id": str(document.tenant_id),
+                    "knowledge_base_id": str(document.knowledge_base_id),
+                    "document_id": str(document.id),
+                    "bucket": document.bucket,
+                    "object_name": document.object_name,
+                    "generation": str(document.generation),
+                    "content_type": document.content_type,
+                },
+                attributes={"tenant_id": str(document.tenant_id)},
+            )
+        ]
+    )

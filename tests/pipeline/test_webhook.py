@@ -7,7 +7,7 @@ import uuid
 
 import requests
 
-from shared.assistant.replies import DEFAULT_FALLBACK
+from shared.assistant.replies import fallback_text
 from shared.db import platform
 from shared.db.models import Outlet
 from shared.db.tenancy import tenant_session
@@ -121,7 +121,7 @@ def test_a_number_connected_a_moment_ago_is_routed_at_once(meta: Meta) -> None:
     answer = meta.deliver(later).json()
     assert (answer["unknown_phone_number_ids"], answer["published"]) == ([], 1)
     [reply] = wait_for(lambda: meta.sends_to(customer))
-    assert reply["body"]["text"]["body"] == DEFAULT_FALLBACK["id"]
+    assert reply["body"]["text"]["body"] == fallback_text({}, "id")
 
 
 def test_every_http_function_answers_its_health_path(meta: Meta) -> None:
