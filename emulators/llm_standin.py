@@ -104,33 +104,40 @@ def _expanded(question: str) -> set[str]:
 
 
 def _section(content: str, tag: str) -> str:
+    """The section's text, still escaped: a source attribute may hold an escaped ">"."""
     match = re.search(rf"<{tag}>\n?(.*?)\n?</{tag}>", content, re.S)
-    return html.unescape(match.group(1)) if match else ""
+    return match.group(1) if match else ""
 
 
 def answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The structured reply to a prompt built by shared/assistant/prompts.py."""
+    """The structured reply to a prompt built by shared/assistant/prompts.py: the passage line
+    sharing most words with the question (its heading counts too), at least two of them."""
     user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
     system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
-    question = _section(user, "customer_message")
+    question = html.unescape(_section(user, "customer_message"))
     indonesian = "Bahasa Indonesia" in system
     if ASK_FOR_PERSON.search(question):
         text = "Baik, saya hubungkan dengan staf kami." if indonesian else "Sure, I'll connect you with our staff."
         return {"reply": text, "answered_from_context": False, "wants_human": True}
     wanted = _expanded(question)
     best, best_score = "", 0.0
-    for passage in re.findall(r"<passage[^>]*>\n?(.*?)\n?</passage>", _section(user, "passages"), re.S):
-        for candidate in re.split(r"\n|(?<=[.!?])\s+", html.unescape(passage)):
+    for escaped in re.findall(r"<passage[^>]*>\n?(.*?)\n?</passage>", _section(user, "passages"), re.S):
+        passage = html.unescape(escaped)
+        heading = passage.split("\n", 1)[0] if passage.startswith("[") else ""
+        # the heading, without the file name: "[menu.md · Menu > Opening hours]"
+        heading_words = _words(heading.strip("[]").split(" · ", 1)[-1]) & wanted
+        for candidate in re.split(r"\n|(?<=[.!?])\s+", passage):
             if candidate.startswith("[") or not candidate.strip():
                 continue
-            overlap = len(wanted & _words(candidate))
+            own = wanted & _words(candidate)
+            overlap = len(own) + 0.5 * len(heading_words - own)
             score = overlap / (1 + len(_words(candidate)) ** 0.5)
             if overlap >= 2 and score > best_score:
-                best, best_score = candidate.strip(), score
+                best, best_score = candidate.strip(" -•"), score
     if not best:
         text = "Maaf, saya belum punya informasi itu." if indonesian else "Sorry, I don't have that information."
         return {"reply": text, "answered_from_context": False, "wants_human": False}
-    fact = re.sub(r"\s*\|\s*", ", ", best)
+    fact = re.sub(r"\s*\|\s*", ", ", best).rstrip(".")
     text = f"Berikut infonya: {fact}." if indonesian else f"Here you go: {fact}."
     return {"reply": text, "answered_from_context": True, "wants_human": False}
 

@@ -34,6 +34,8 @@ from emulators.keepalive import serve
 log = logging.getLogger("qdrant_server")
 CLIENT_VERSION = importlib.metadata.version("qdrant-client")
 _COLLECTION = r"/collections/(?P<name>[^/]+)"
+_SHARD = "~tenant~"
+TENANT_FIELD = "tenant_id"
 
 
 class _Refused(Exception):
@@ -58,6 +60,13 @@ class QdrantServer:
         self._api_key = api_key
         self._lock = threading.Lock()
         self._indexes: dict[str, dict[str, Any]] = {}  # recorded: local mode needs none
+        # Qdrant keeps an is_tenant field's points together; local mode filters every point in
+        # Python, so each tenant's points live in a local collection of their own ("shard").
+        self._shards: dict[str, dict[str, str]] = {}  # collection -> tenant -> shard
+        for existing in self._qdrant.get_collections().collections:
+            base, marker, tenant = existing.name.partition(_SHARD)
+            if marker:
+                self._shards.setdefault(base, {})[tenant] = existing.name
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
             ("GET", re.compile(r"/"), self._version),
             ("GET", re.compile(r"/(healthz|livez|readyz)"), lambda request: "healthz check passed"),
@@ -127,19 +136,24 @@ class QdrantServer:
         return {"title": "qdrant - vector search engine (local emulator)", "version": CLIENT_VERSION}
 
     def _collections(self, request: Request) -> Any:
-        return self._qdrant.get_collections()
+        listed = self._qdrant.get_collections()
+        return models.CollectionsResponse(collections=[c for c in listed.collections if _SHARD not in c.name])
 
     def _exists(self, request: Request, name: str) -> dict[str, bool]:
-        return {"exists": self._qdrant.collection_exists(name)}
+        return {"exists": _SHARD not in name and self._qdrant.collection_exists(name)}
 
     def _get_collection(self, request: Request, name: str) -> Any:
         info = self._qdrant.get_collection(self._existing(name))
+        points = sum(self._qdrant.count(part, exact=True).count for part in self._parts(name))
         indexes = self._indexes.get(name, {})
         schema = {field: {"data_type": "keyword", "params": params, "points": 0} for field, params in indexes.items()}
-        return {**info.model_dump(mode="json", exclude_none=True), "payload_schema": schema}
+        dumped = info.model_dump(mode="json", exclude_none=True)
+        return {**dumped, "points_count": points, "indexed_vectors_count": points, "payload_schema": schema}
 
     def _create_collection(self, request: Request, name: str) -> bool:
         body = models.CreateCollection.model_validate(request.get_json(force=True) or {})
+        if _SHARD in name:
+            raise _Refused(400, f"Wrong input: collection names may not contain {_SHARD}")
         if self._qdrant.collection_exists(name):
             raise _Refused(409, f"Wrong input: Collection `{name}` already exists!")
         self._qdrant.create_collection(name, vectors_config=body.vectors, sparse_vectors_config=body.sparse_vectors)
@@ -147,6 +161,8 @@ class QdrantServer:
 
     def _delete_collection(self, request: Request, name: str) -> bool:
         self._indexes.pop(name, None)
+        for shard in self._shards.pop(name, {}).values():
+            self._qdrant.delete_collection(shard)
         return bool(self._qdrant.delete_collection(name))
 
     def _create_index(self, request: Request, name: str) -> dict[str, Any]:
@@ -155,39 +171,86 @@ class QdrantServer:
         self._indexes.setdefault(name, {})[body.field_name] = _dump(body.field_schema)
         return {"operation_id": 0, "status": "completed"}
 
+    # Shards: the collection itself holds the points without a tenant.
+
+    def _parts(self, name: str) -> list[str]:
+        return [name, *self._shards.get(name, {}).values()]
+
+    def _shard(self, name: str, tenant: str) -> str:
+        shards = self._shards.setdefault(name, {})
+        if tenant not in shards:
+            shard = f"{name}{_SHARD}{re.sub(r'[^0-9A-Za-z_-]', '_', tenant)}"
+            params = self._qdrant.get_collection(name).config.params
+            if not self._qdrant.collection_exists(shard):
+                self._qdrant.create_collection(
+                    shard, vectors_config=params.vectors, sparse_vectors_config=params.sparse_vectors
+                )
+            shards[tenant] = shard
+        return shards[tenant]
+
+    def _parts_for(self, name: str, query_filter: models.Filter | None) -> list[str]:
+        """The one shard a filter on the tenant can match, else every part."""
+        tenant = _tenant_of(query_filter)
+        if tenant is None:
+            return self._parts(self._existing(name))
+        self._existing(name)
+        shard = self._shards.get(name, {}).get(tenant)
+        return [shard] if shard else []
+
+    # Handlers: each answers the `result` Qdrant would.
+
     def _upsert(self, request: Request, name: str) -> Any:
         body = _parse(request.get_json(force=True), models.PointsList, models.PointsBatch)
-        if isinstance(body, models.PointsList):
-            return self._qdrant.upsert(self._existing(name), points=body.points)
-        return self._qdrant.upsert(self._existing(name), points=body.batch)
+        points = body.points if isinstance(body, models.PointsList) else _batch_points(body.batch)
+        self._existing(name)
+        by_part: dict[str, list[models.PointStruct]] = {}
+        for point in points:
+            tenant = (point.payload or {}).get(TENANT_FIELD)
+            part = self._shard(name, str(tenant)) if tenant is not None else name
+            by_part.setdefault(part, []).append(point)
+        result = models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+        for part, grouped in by_part.items():
+            result = self._qdrant.upsert(part, points=grouped)
+        return result
 
     def _retrieve(self, request: Request, name: str) -> Any:
         body = models.PointRequest.model_validate(request.get_json(force=True))
-        return self._qdrant.retrieve(
-            self._existing(name),
-            ids=body.ids,
-            with_payload=body.with_payload if body.with_payload is not None else True,
-            with_vectors=body.with_vector or False,
-        )
+        found = []
+        for part in self._parts(self._existing(name)):
+            found += self._qdrant.retrieve(
+                part,
+                ids=body.ids,
+                with_payload=body.with_payload if body.with_payload is not None else True,
+                with_vectors=body.with_vector or False,
+            )
+        return found
 
     def _delete(self, request: Request, name: str) -> Any:
         selector = _parse(request.get_json(force=True), models.FilterSelector, models.PointIdsList)
-        return self._qdrant.delete(self._existing(name), points_selector=selector)
+        parts = self._parts_for(name, selector.filter if isinstance(selector, models.FilterSelector) else None)
+        result = models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+        for part in parts:
+            result = self._qdrant.delete(part, points_selector=selector)
+        return result
 
-    def _run_query(self, name: str, body: models.QueryRequest) -> models.QueryResponse:
-        return self._qdrant.query_points(
-            self._existing(name),
-            query=body.query,  # type: ignore[arg-type]
-            using=body.using,
-            prefetch=body.prefetch,
-            query_filter=body.filter,
-            search_params=body.params,
-            limit=body.limit or 10,
-            offset=body.offset,
-            score_threshold=body.score_threshold,
-            with_payload=body.with_payload if body.with_payload is not None else False,
-            with_vectors=body.with_vector or False,
-        )
+    def _run_query(self, name: str, body: models.QueryRequest) -> dict[str, Any]:
+        limit, offset = body.limit or 10, body.offset or 0
+        points: list[models.ScoredPoint] = []
+        for part in self._parts_for(name, body.filter):
+            points += self._qdrant.query_points(
+                part,
+                query=body.query,  # type: ignore[arg-type]
+                using=body.using,
+                prefetch=body.prefetch,
+                query_filter=body.filter,
+                search_params=body.params,
+                limit=limit + offset,
+                score_threshold=body.score_threshold,
+                with_payload=body.with_payload if body.with_payload is not None else False,
+                with_vectors=body.with_vector or False,
+            ).points
+        points.sort(key=lambda point: -point.score)
+        return {"points": _dump(points[offset : offset + limit])}
 
     def _query(self, request: Request, name: str) -> Any:
         return self._run_query(name, models.QueryRequest.model_validate(request.get_json(force=True) or {}))
@@ -198,19 +261,61 @@ class QdrantServer:
 
     def _count(self, request: Request, name: str) -> Any:
         body = models.CountRequest.model_validate(request.get_json(force=True) or {})
-        return self._qdrant.count(self._existing(name), count_filter=body.filter, exact=True)
+        total = sum(
+            self._qdrant.count(part, count_filter=body.filter, exact=True).count
+            for part in self._parts_for(name, body.filter)
+        )
+        return models.CountResult(count=total)
 
     def _scroll(self, request: Request, name: str) -> dict[str, Any]:
+        """Pages in point-id order across the parts, as Qdrant pages by id."""
         body = models.ScrollRequest.model_validate(request.get_json(force=True) or {})
-        points, offset = self._qdrant.scroll(
-            self._existing(name),
-            scroll_filter=body.filter,
-            limit=body.limit or 10,
-            offset=body.offset,
-            with_payload=body.with_payload if body.with_payload is not None else True,
-            with_vectors=body.with_vector or False,
-        )
-        return {"points": _dump(points), "next_page_offset": offset}
+        limit = body.limit or 10
+        points: list[models.Record] = []
+        for part in self._parts_for(name, body.filter):
+            found, _ = self._qdrant.scroll(
+                part,
+                scroll_filter=body.filter,
+                limit=limit + 1,
+                offset=body.offset,
+                with_payload=body.with_payload if body.with_payload is not None else True,
+                with_vectors=body.with_vector or False,
+            )
+            points += found
+        points.sort(key=_id_order)
+        following = points[limit].id if len(points) > limit else None
+        return {"points": _dump(points[:limit]), "next_page_offset": following}
+
+
+def _id_order(point: models.Record) -> tuple[bool, int | str]:
+    """Qdrant's order of point ids: numbers first, by value, then UUIDs."""
+    return (isinstance(point.id, str), point.id if isinstance(point.id, int) else str(point.id))
+
+
+def _tenant_of(query_filter: models.Filter | None) -> str | None:
+    """The tenant a filter requires (a `must` match on tenant_id), if it requires one."""
+    if query_filter is None or not query_filter.must:
+        return None
+    conditions = query_filter.must if isinstance(query_filter.must, list) else [query_filter.must]
+    for condition in conditions:
+        if (
+            isinstance(condition, models.FieldCondition)
+            and condition.key == TENANT_FIELD
+            and isinstance(condition.match, models.MatchValue)
+        ):
+            return str(condition.match.value)
+    return None
+
+
+def _batch_points(batch: models.Batch) -> list[models.PointStruct]:
+    count = len(batch.ids)
+    vectors: Any = batch.vectors
+    payloads = batch.payloads or [None] * count
+    if isinstance(vectors, dict):
+        per_point = [{key: values[i] for key, values in vectors.items()} for i in range(count)]
+    else:
+        per_point = list(vectors)
+    return [models.PointStruct(id=batch.ids[i], vector=per_point[i], payload=payloads[i]) for i in range(count)]
 
 
 def _parse(data: Any, *choices: type[BaseModel]) -> Any:

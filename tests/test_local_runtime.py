@@ -88,7 +88,9 @@ def test_upload_to_the_bucket_triggers_document_registration(stack: LocalStack) 
         return found if wanted <= set(found) else None
 
     documents = wait_for(registered)
-    assert documents[f"{prefix}/promo.txt"].status == "uploaded"
+    assert documents[f"{prefix}/promo.txt"].status in ("uploaded", "processing", "ready")
+    promo = wait_for(lambda: (d := _documents(tenant)[f"{prefix}/promo.txt"]).status == "ready" and d, timeout=60)
+    assert (promo.chunk_count, promo.error) == (1, None)
     assert documents[f"{prefix}/logo.png"].status == "failed"
     assert "unsupported content type" in (documents[f"{prefix}/logo.png"].error or "")
 

@@ -176,3 +176,30 @@ def test_the_store_survives_a_restart_of_the_server(serve_wsgi: Callable[[Any], 
     first.close()
     again = QdrantClient(url=serve_wsgi(create_app(tmp_path / "q")))
     assert again.count("c", exact=True).count == 1
+
+
+def test_each_tenants_points_are_kept_apart_and_the_collection_shows_them_all(
+    serve_wsgi: Callable[[Any], str], tmp_path: Path
+) -> None:
+    """The emulator stores a tenant's points together (as Qdrant does for an is_tenant field),
+    so a tenant's search never scans the others'; from outside it is one collection."""
+    client = QdrantClient(url=serve_wsgi(create_app(tmp_path / "q")))
+    client.create_collection("c", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
+    points = [models.PointStruct(id=n, vector=[1, n], payload={"tenant_id": "ab"[n % 2], "n": n}) for n in range(10)]
+    client.upsert("c", [*points, models.PointStruct(id=99, vector=[0, 1], payload={"n": 99})], wait=True)
+
+    def of(tenant: str) -> models.Filter:
+        return models.Filter(must=[models.FieldCondition(key="tenant_id", match=models.MatchValue(value=tenant))])
+
+    assert [c.name for c in client.get_collections().collections] == ["c"]
+    assert client.get_collection("c").points_count == 11
+    assert client.count("c", exact=True).count == 11
+    assert client.count("c", count_filter=of("a"), exact=True).count == 5
+    found = client.query_points("c", query=[1, 1], query_filter=of("b"), limit=10, with_payload=True).points
+    assert sorted(p.payload["n"] for p in found if p.payload) == [1, 3, 5, 7, 9]
+    assert client.query_points("c", query=[1, 1], query_filter=of("z"), limit=10).points == []
+    assert [p.id for p in client.query_points("c", query=[0, 1], limit=1).points] == [99]  # across every part
+    client.delete("c", models.FilterSelector(filter=of("a")), wait=True)
+    assert client.count("c", exact=True).count == 6
+    client.delete_collection("c")
+    assert client.get_collections().collections == []

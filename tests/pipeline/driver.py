@@ -111,7 +111,11 @@ class Meta:
             "Content-Type": "application/json",
             "X-Hub-Signature-256": signature or sign(raw, secret or self.app_secret),
         }
-        return self.http.post(self.webhook_url, data=raw, headers=headers, timeout=10)
+        try:
+            return self.http.post(self.webhook_url, data=raw, headers=headers, timeout=10)
+        except requests.ConnectionError:
+            # A kept-alive connection the server closed as this POST went: Meta redelivers too.
+            return self.http.post(self.webhook_url, data=raw, headers=headers, timeout=10)
 
     def say(
         self,

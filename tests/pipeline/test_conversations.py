@@ -17,7 +17,7 @@ import pytest
 from google.cloud import firestore
 from sqlalchemy import select
 
-from shared.conversations.inbound import Outcome, handle_incoming
+from shared.conversations.inbound import Outcome, ReplyInProgress, handle_incoming
 from shared.db.models import Conversation, Customer, Message, Tenant
 from shared.db.tenancy import tenant_session
 from shared.whatsapp.updates import parse_webhook
@@ -107,7 +107,9 @@ def test_indonesian_customer_is_answered_in_indonesian(meta: Meta) -> None:
     customer = new_customer()
     meta.say(customer, "halo kak, jam berapa buka hari ini?")
     [send] = settled(meta, customer, 1)
-    assert "terima kasih" in send["body"]["text"]["body"].lower()
+    reply = send["body"]["text"]["body"]
+    assert "07.00" in reply  # from the demo menu's opening hours
+    assert reply.startswith("Berikut")
 
 
 def test_redelivered_webhook_gives_exactly_one_reply(meta: Meta, demo_tenant: uuid.UUID) -> None:
@@ -145,11 +147,16 @@ def test_same_message_in_two_concurrent_workers_gives_one_reply(meta: Meta, demo
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert errors == []
+    # The second either sees a duplicate or, finding the message being answered, asks Pub/Sub
+    # to come back (it cannot tell a concurrent copy from the redelivery of a crashed holder).
+    assert all(isinstance(error, ReplyInProgress) for error in errors)
+    sends = settled(meta, customer, 1, quiet=3)
+    if errors:
+        outcomes.append(handle_incoming(envelope))  # the redelivery, once the reply is out
     assert sorted(o.duplicate for o in outcomes) == [False, True]
     assert len({o.message_id for o in outcomes}) == 1
-    sends = settled(meta, customer, 1, quiet=3)
     assert len(sends) == 1
+    assert len(settled(meta, customer, 1, quiet=2)) == 1
 
 
 def test_a_burst_is_answered_in_order_and_every_message_exactly_once(meta: Meta, demo_tenant: uuid.UUID) -> None:

@@ -4,15 +4,12 @@ Qdrant and in Firestore, and the knowledge API's roles."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-from openpyxl import Workbook
 from sqlalchemy import select
 
 from emulators.seed import DEMO_SETTINGS
@@ -24,101 +21,7 @@ from shared.db.tenancy import tenant_session
 from shared.knowledge import ingest, retrieval, vectors
 from shared.knowledge.embeddings import embedder
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def price_list(rows: list[tuple[str, str, str]]) -> bytes:
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "Prices"
-    sheet.append(["Service", "Unit", "Price (Rp)"])
-    for row in rows:
-        sheet.append(list(row))
-    data = io.BytesIO()
-    workbook.save(data)
-    return data.getvalue()
-
-
-class Admin:
-    """A tenant admin using the knowledge API, as the dashboard would."""
-
-    def __init__(self, stack: LocalStack, email: str = "admin@kopinusantara.test") -> None:
-        self.url = stack.info["functions"]["knowledge-api"]
-        self.headers = {"Authorization": f"Bearer {id_token(stack, email)}"}
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"{self.url}{path}", headers=self.headers, timeout=60, **kwargs)
-
-    def new_knowledge_base(self, name: str) -> str:
-        answer = self.call("POST", "/knowledge-bases", json={"name": name, "language": "en"})
-        assert answer.status_code == 201, answer.text
-        return str(answer.json()["id"])
-
-    def upload_signed(self, kb: str, file_name: str, data: bytes, content_type: str = XLSX) -> str:
-        answer = self.call(
-            "POST",
-            f"/knowledge-bases/{kb}/upload-url",
-            json={"file_name": file_name, "content_type": content_type, "size_bytes": len(data)},
-        )
-        assert answer.status_code == 201, answer.text
-        signed = answer.json()
-        put = requests.put(signed["url"], data=data, headers=signed["headers"], timeout=60)
-        assert put.status_code < 300, put.text
-        return str(signed["object_name"])
-
-    def upload_multipart(self, kb: str, file_name: str, data: bytes, content_type: str) -> requests.Response:
-        return self.call(
-            "POST", f"/knowledge-bases/{kb}/documents", files={"file": (file_name, io.BytesIO(data), content_type)}
-        )
-
-    def documents(self, kb: str) -> list[dict[str, Any]]:
-        answer = self.call("GET", f"/knowledge-bases/{kb}/documents")
-        assert answer.status_code == 200, answer.text
-        return list(answer.json()["documents"])
-
-    def settled(self, kb: str, file_name: str, count: int = 1, timeout: float = 90) -> list[dict[str, Any]]:
-        """The file's documents once `count` of them are ready or failed."""
-
-        def done() -> list[dict[str, Any]] | None:
-            mine = [d for d in self.documents(kb) if d["file_name"] == file_name]
-            finished = [d for d in mine if d["status"] in ("ready", "failed")]
-            return finished if len(finished) >= count else None
-
-        return wait_for(done, timeout=timeout, interval=0.5)
-
-
-@pytest.fixture(scope="module")
-def admin(stack: LocalStack) -> Admin:
-    return Admin(stack)
-
-
-@pytest.fixture(scope="module")
-def laundry_kb(admin: Admin) -> str:
-    """A knowledge base of the demo tenant with an English price list, uploaded by signed URL."""
-    kb = admin.new_knowledge_base(f"Laundry prices {uuid.uuid4().hex[:6]}")
-    admin.upload_signed(
-        kb,
-        "laundry-prices.xlsx",
-        price_list(
-            [
-                ("Wash and iron", "per kg", "9.500"),
-                ("Dry cleaning, suit", "per piece", "45.000"),
-                ("Bed cover, king size", "per piece", "35.000"),
-            ]
-        ),
-    )
-    [document] = admin.settled(kb, "laundry-prices.xlsx")
-    assert document["status"] == "ready", document
-    return kb
-
-
-def reply_to(meta: Meta, text: str, customer: dict[str, str] | None = None) -> str:
-    customer = customer or new_customer()
-    before = len(meta.sends_to(customer))
-    meta.say(customer, text)
-    sends = wait_for(lambda: (s := meta.sends_to(customer))[before:] and s, timeout=30)
-    return str(sends[before]["body"]["text"]["body"])
+from tests.pipeline.knowledge import Admin, price_list, reply_to
 
 
 def test_a_price_list_uploaded_by_signed_url_is_ready_with_its_rows(admin: Admin, laundry_kb: str) -> None:
