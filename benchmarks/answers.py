@@ -99,7 +99,7 @@ def ask_all(info: dict[str, Any], phones: dict[str, str], rate: float) -> list[d
     def send(number: int, question: knowledge_set.Question) -> None:
         phone = f"62813{number:08d}"
         customer = Customer(phone, derived_bsuid(phone), f"Customer {number}")
-        raw, wamid = delivery(phones[question.tenant], customer, question.text)
+        raw, _ = delivery(phones[question.tenant], customer, question.text)
         http = getattr(session, "http", None) or requests.Session()
         session.http = http
         sent = time.time()

@@ -30,77 +30,139 @@ log = logging.getLogger("llm_standin")
 # Indonesian words and the English ones a document may use for them (and back).
 LEXICON = {
     "harga": ["price", "cost", "rp"],
+    "harganya": ["price", "cost"],
     "berapa": ["price", "how much"],
-    "cuci": ["wash", "washing"],
+    "biaya": ["fee", "cost", "price"],
+    "ongkos": ["fee", "cost", "price"],
+    "tarif": ["fee", "rate", "price"],
+    "cuci": ["wash", "washing", "cleaning"],
     "setrika": ["iron", "ironing"],
+    "lipat": ["fold"],
+    "kilat": ["express"],
+    "selesai": ["ready"],
+    "kilo": ["kg"],
     "kering": ["dry"],
     "jas": ["suit"],
+    "gaun": ["dress"],
+    "baju": ["clothes"],
+    "bayi": ["baby"],
+    "selimut": ["blanket", "bed cover"],
+    "sprei": ["bed cover"],
+    "karpet": ["carpet"],
+    "gorden": ["curtains"],
+    "sepatu": ["sneakers", "shoes"],
+    "persegi": ["square"],
+    "meter": ["metre", "meter"],
+    "rusak": ["damaged", "damage"],
+    "lapor": ["reported", "report"],
+    "hilang": ["lost"],
+    "noda": ["stains", "stain"],
+    "tinta": ["ink"],
+    "minyak": ["oil"],
+    "dibersihkan": ["cleaning", "treated"],
+    "deterjen": ["detergent"],
+    "minimal": ["minimum"],
+    "minimum": ["minimal"],
+    "member": ["membership", "member"],
+    "bulan": ["monthly", "month"],
     "kopi": ["coffee"],
     "susu": ["milk"],
+    "gula": ["sugar"],
+    "aren": ["palm"],
+    "panas": ["hot"],
+    "coklat": ["chocolate"],
+    "keju": ["cheese"],
+    "roti": ["toast", "bread"],
+    "bakar": ["toast"],
+    "mentega": ["butter"],
+    "es": ["iced", "ice"],
+    "biji": ["beans"],
+    "teh": ["tea"],
     "buka": ["open", "opening"],
     "tutup": ["close", "closed"],
     "jam": ["hours", "time"],
+    "pukul": ["time"],
+    "setiap": ["every"],
     "antar": ["delivery"],
+    "pengiriman": ["delivery"],
+    "kirim": ["delivery"],
     "jemput": ["pickup"],
     "gratis": ["free"],
-    "biji": ["beans"],
-    "teh": ["tea"],
+    "tambahan": ["extra"],
     "bayar": ["payment", "pay"],
     "hari": ["day"],
     "minggu": ["sunday", "week"],
     "sabtu": ["saturday"],
-    "selimut": ["bed cover", "blanket"],
-    "pesan": ["order", "booking"],
-    "reservasi": ["booking", "reservation"],
+    "jumat": ["friday"],
+    "pesan": ["order", "booking", "book"],
+    "dipesan": ["book", "booking", "booked"],
+    "sewa": ["book", "rent"],
+    "reservasi": ["booking", "reservation", "book"],
+    "ruang": ["room"],
+    "atas": ["upstairs"],
+    "merokok": ["smoke", "smoking"],
+    "hewan": ["pets", "pet"],
+    "peliharaan": ["pets", "pet"],
+    "kartu": ["card"],
     "lokasi": ["location", "address"],
+    "boleh": ["allowed", "diizinkan", "welcome"],
+    "can": ["allowed", "diizinkan", "boleh"],
+    "where": ["area", "lokasi"],
+    "much": ["price", "harga"],
+    "cost": ["price", "harga", "fee"],
+    "charge": ["price", "harga", "fee"],
+    "lose": ["lost"],
 }
 ASK_FOR_PERSON = re.compile(
     r"talk to a (person|human)|speak to|bicara dengan|ngobrol sama|\badmin\b|\bmanusia\b|\bstaf", re.I
 )
 STOP_WORDS = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "is",
-        "are",
-        "of",
-        "to",
-        "for",
-        "what",
-        "how",
-        "do",
-        "you",
-        "and",
-        "in",
-        "on",
-        "at",
-        "di",
-        "ke",
-        "yang",
-        "apa",
-        "ya",
-        "kak",
-        "ada",
-        "dong",
-        "ini",
-        "itu",
-    ]
+    """the a an is are of to for what how do does you your my i it and or in on at per
+    di ke yang apa ya kak ada dong ini itu saja aja""".split()
 )
-_WORD = re.compile(r"[\w.,]+", re.UNICODE)
+# Words every price question has: a line must share another word with the question too.
+GENERIC = frozenset("price cost rp harga harganya how much fee biaya berapa ongkos tarif charge".split())
+_WORD = re.compile(r"[\w.,:;()-]+", re.UNICODE)
+
+
+def _norm(word: str) -> str:
+    """Case, punctuation and hyphens dropped, and a crude English stem ("ironing", "sneakers",
+    "monthly" become "iron", "sneaker", "month"), the same on both sides."""
+    word = word.strip(".,:;()-").replace("-", "").casefold()
+    for suffix in ("ing", "ly", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
 
 
 def _words(text: str) -> set[str]:
-    return {w.strip(".,").casefold() for w in _WORD.findall(text) if w.strip(".,")} - STOP_WORDS
+    return {_norm(w) for w in _WORD.findall(text) if _norm(w)} - {_norm(w) for w in STOP_WORDS}
+
+
+_LEXICON = {_norm(key): {_norm(w) for phrase in values for w in phrase.split()} for key, values in LEXICON.items()}
+_GENERIC = {_norm(word) for word in GENERIC}
 
 
 def _expanded(question: str) -> set[str]:
     words = _words(question)
     for word in list(words):
-        for english in LEXICON.get(word, []):
-            words |= set(english.split())
-        words |= {indonesian for indonesian, english in LEXICON.items() if word in " ".join(english).split()}
+        words |= _LEXICON.get(word, set())
+        words |= {indonesian for indonesian, english in _LEXICON.items() if word in english}
     return words
+
+
+def _lines(passage: str) -> list[str]:
+    """The passage's lines and sentences, a short title sentence ("Lost items.") kept with the next."""
+    pieces = [p.strip(" -•") for p in re.split(r"\n|(?<=[.!?])\s+", passage) if p.strip() and not p.startswith("[")]
+    lines: list[str] = []
+    carried = ""
+    for piece in pieces:
+        if len(piece.split()) < 4 and piece.endswith(".") and not re.search(r"\d", piece):
+            carried = f"{carried}{piece} "
+            continue
+        lines.append(carried + piece)
+        carried = ""
+    return [*lines, carried.strip()] if carried.strip() else lines
 
 
 def _section(content: str, tag: str) -> str:
@@ -126,14 +188,14 @@ def answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
         heading = passage.split("\n", 1)[0] if passage.startswith("[") else ""
         # the heading, without the file name: "[menu.md · Menu > Opening hours]"
         heading_words = _words(heading.strip("[]").split(" · ", 1)[-1]) & wanted
-        for candidate in re.split(r"\n|(?<=[.!?])\s+", passage):
-            if candidate.startswith("[") or not candidate.strip():
-                continue
+        for candidate in _lines(passage):
             own = wanted & _words(candidate)
-            overlap = len(own) + 0.5 * len(heading_words - own)
-            score = overlap / (1 + len(_words(candidate)) ** 0.5)
-            if overlap >= 2 and score > best_score:
-                best, best_score = candidate.strip(" -•"), score
+            shared = own | heading_words
+            if not shared - _GENERIC:
+                continue  # only "price" in common: a line about something else
+            score = len(shared) / (1 + len(_words(candidate)) ** 0.5)
+            if len(shared) >= 2 and score > best_score:
+                best, best_score = candidate, score
     if not best:
         text = "Maaf, saya belum punya informasi itu." if indonesian else "Sorry, I don't have that information."
         return {"reply": text, "answered_from_context": False, "wants_human": False}
