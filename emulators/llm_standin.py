@@ -117,11 +117,48 @@ ASK_FOR_PERSON = re.compile(
     r"talk to a (person|human)|speak to|bicara dengan|ngobrol sama|\badmin\b|\bmanusia\b|\bstaf", re.I
 )
 STOP_WORDS = frozenset(
-    """the a an is are of to for what how do does you your my i it and or in on at per
-    di ke yang apa ya kak ada dong ini itu saja aja""".split()
+    [
+        "the",
+        "a",
+        "an",
+        "is",
+        "are",
+        "of",
+        "to",
+        "for",
+        "what",
+        "how",
+        "do",
+        "does",
+        "you",
+        "your",
+        "my",
+        "i",
+        "it",
+        "and",
+        "or",
+        "in",
+        "on",
+        "at",
+        "per",
+        "di",
+        "ke",
+        "yang",
+        "apa",
+        "ya",
+        "kak",
+        "ada",
+        "dong",
+        "ini",
+        "itu",
+        "saja",
+        "aja",
+    ]
 )
 # Words every price question has: a line must share another word with the question too.
-GENERIC = frozenset("price cost rp harga harganya how much fee biaya berapa ongkos tarif charge".split())
+GENERIC = frozenset(
+    ["price", "cost", "rp", "harga", "harganya", "how", "much", "fee", "biaya", "berapa", "ongkos", "tarif", "charge"]
+)
 _WORD = re.compile(r"[\w.,:;()-]+", re.UNICODE)
 
 
