@@ -214,3 +214,26 @@ def test_readers_may_not_write_and_other_tenants_ids_are_not_found(stack: LocalS
         json={"file_name": "../escape.pdf", "content_type": "application/pdf", "size_bytes": 10},
     )
     assert wrong_name.status_code == 400
+
+
+def test_a_document_indexed_with_another_model_is_re_indexed_by_the_sweep(admin: Admin, stack: LocalStack) -> None:
+    """Changing EMBEDDING_MODEL re-indexes instead of failing with a dimension mismatch."""
+    tenant_id = uuid.UUID(stack.info["demo"]["tenant_id"])
+    kb = admin.new_knowledge_base(f"Model change {uuid.uuid4().hex[:6]}")
+    name = admin.upload_signed(kb, "old-model.xlsx", price_list([("Steam press", "per piece", "8.000")]))
+    [document] = admin.settled(kb, "old-model.xlsx")
+    with tenant_session(tenant_id) as session:
+        row = session.get_one(Document, uuid.UUID(document["id"]))
+        row.embedding_model = "an-older-model"
+    answer = requests.post(stack.info["functions"]["document-sweep"], timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reindexed"] >= 1
+
+    def reindexed() -> Document | None:
+        with tenant_session(tenant_id) as session:
+            again = session.get_one(Document, uuid.UUID(document["id"]))
+            return again if again.status == "ready" and again.embedding_model == embedder().model else None
+
+    again = wait_for(reindexed, timeout=90, interval=0.5)
+    assert again.attempts == 1
+    assert vectors.count_object(tenant_id, name) == again.chunk_count == 1
