@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import google.auth
 import google.auth.transport.requests
@@ -57,30 +58,20 @@ def delete(bucket: str, name: str) -> None:
 def signed_upload_url(bucket: str, name: str, content_type: str, expires: timedelta) -> str:
     """A V4 URL that lets whoever holds it PUT this one object, with this content type."""
     blob = client().bucket(bucket).blob(name)
+    signing: dict[str, Any]
     if _emulated():
         host = settings().storage_emulator_host or os.environ["STORAGE_EMULATOR_HOST"]
-        return str(
-            blob.generate_signed_url(
-                version="v4",
-                method="PUT",
-                expiration=expires,
-                content_type=content_type,
-                credentials=_local_signer(),
-                api_access_endpoint=host if host.startswith("http") else f"http://{host}",
-            )
-        )
-    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
-    return str(
-        blob.generate_signed_url(
-            version="v4",
-            method="PUT",
-            expiration=expires,
-            content_type=content_type,
-            service_account_email=credentials.service_account_email,  # type: ignore[attr-defined]
-            access_token=credentials.token,
-        )
-    )
+        endpoint = host if host.startswith("http") else f"http://{host}"
+        signing = {"credentials": _local_signer(), "api_access_endpoint": endpoint}
+    else:  # IAM signBlob as the function's service account: no key file
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+        signing = {
+            "service_account_email": credentials.service_account_email,  # type: ignore[attr-defined]
+            "access_token": credentials.token,
+        }
+    url = blob.generate_signed_url(version="v4", method="PUT", expiration=expires, content_type=content_type, **signing)
+    return str(url)
 
 
 @cache

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
 import requests
 from openpyxl import Workbook
+from sqlalchemy import select
 
 from emulators.stack import LocalStack
+from shared.db.models import Conversation, Customer
+from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -100,3 +104,20 @@ class LanguageModel:
     def calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = requests.get(f"{self.url}/control/calls", timeout=5).json()["calls"]
         return calls
+
+
+def conversation_of(stack: LocalStack, customer: dict[str, str]) -> Conversation:
+    """The customer's conversation, once the webhook's event has made it."""
+
+    def found() -> Conversation | None:
+        with tenant_session(uuid.UUID(stack.info["demo"]["tenant_id"])) as session:
+            conversation = session.scalars(
+                select(Conversation)
+                .join(Customer, Customer.id == Conversation.customer_id)
+                .where(Customer.phone_number == customer["phone"])
+            ).one_or_none()
+            if conversation is not None:
+                session.expunge(conversation)
+            return conversation
+
+    return wait_for(found, timeout=30)

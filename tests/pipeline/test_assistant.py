@@ -20,29 +20,12 @@ from emulators import chat, upload
 from emulators.seed import DEMO_SETTINGS
 from emulators.stack import LocalStack
 from shared.assistant.replies import fallback_text
-from shared.db.models import Conversation, Customer, Message
+from shared.db.models import Message
 from shared.db.tenancy import tenant_session
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
-from tests.pipeline.knowledge import LanguageModel, reply_to
+from tests.pipeline.knowledge import LanguageModel, conversation_of, reply_to
 
 WASH_AND_IRON = "berapa harga cuci setrika per kg?"
-
-
-def conversation_of(stack: LocalStack, customer: dict[str, str]) -> Conversation:
-    """The customer's conversation, once the webhook's event has made it."""
-
-    def found() -> Conversation | None:
-        with tenant_session(uuid.UUID(stack.info["demo"]["tenant_id"])) as session:
-            conversation = session.scalars(
-                select(Conversation)
-                .join(Customer, Customer.id == Conversation.customer_id)
-                .where(Customer.phone_number == customer["phone"])
-            ).one_or_none()
-            if conversation is not None:
-                session.expunge(conversation)
-            return conversation
-
-    return wait_for(found, timeout=30)
 
 
 def ai_replies(stack: LocalStack, conversation_id: uuid.UUID) -> list[Message]:

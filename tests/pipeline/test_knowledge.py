@@ -16,12 +16,12 @@ from emulators.seed import DEMO_SETTINGS
 from emulators.stack import LocalStack
 from shared.assistant.replies import fallback_text
 from shared.conversations.handoff import HANDOFF_NOTICE
-from shared.db.models import Conversation, Customer, Document, KnowledgeBase, Message
+from shared.db.models import Document, KnowledgeBase, Message
 from shared.db.tenancy import tenant_session
 from shared.knowledge import ingest, retrieval, vectors
 from shared.knowledge.embeddings import embedder
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
-from tests.pipeline.knowledge import Admin, price_list, reply_to
+from tests.pipeline.knowledge import Admin, conversation_of, price_list, reply_to
 
 
 def test_a_price_list_uploaded_by_signed_url_is_ready_with_its_rows(admin: Admin, laundry_kb: str) -> None:
@@ -46,13 +46,9 @@ def test_an_unanswerable_question_gets_the_honest_fallback_and_three_hand_off(
     # The third low-confidence answer hands off at once: the handoff notice follows it.
     sends = wait_for(lambda: (s := meta.sends_to(customer))[3:] and s, timeout=30)
     assert sends[3]["body"]["text"]["body"] == HANDOFF_NOTICE["en"]
+    conversation = conversation_of(stack, customer)
+    assert (conversation.status, conversation.handoff_reason) == ("handed_off", "low_confidence")
     with tenant_session(uuid.UUID(stack.info["demo"]["tenant_id"])) as session:
-        conversation = session.scalars(
-            select(Conversation)
-            .join(Customer, Customer.id == Conversation.customer_id)
-            .where(Customer.phone_number == customer["phone"])
-        ).one()
-        assert (conversation.status, conversation.handoff_reason) == ("handed_off", "low_confidence")
         flagged = session.scalars(
             select(Message.payload).where(Message.conversation_id == conversation.id, Message.sender_type == "llm")
         ).all()
