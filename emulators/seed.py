@@ -1,20 +1,27 @@
 """The demo tenant of the local runtime: a bilingual (Bahasa Indonesia / English) coffee shop
-with one outlet, a staff login of each role and a small knowledge base. Idempotent: a second
-`scripts/dev` finds it and changes nothing."""
+on the enterprise plan with one outlet, a staff login of each role and a small knowledge base,
+made through the same functions as the tenant API. Idempotent: a second `scripts/dev` finds
+it and changes nothing."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import requests
 from sqlalchemy import select
 
+from shared.api.auth import firebase_app
+from shared.billing import deposits
+from shared.billing.tiers import Money
 from shared.db import platform
-from shared.db.models import KnowledgeBase, Outlet, Tenant, User
+from shared.db.models import Tenant
 from shared.db.tenancy import tenant_session
-from shared.sending.access_tokens import encrypt_access_token
+from shared.knowledge import catalog
+from shared.tenants import members, outlets, tenants
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +30,8 @@ DEMO_NAME = "Kopi Nusantara"
 DEMO_PHONE_NUMBER_ID = "106540352242922"
 DEMO_DISPLAY_NUMBER = "+62 811-1000-2000"
 DEMO_WABA_ID = "102290129340398"
+DEMO_OUTLET = "Kopi Nusantara Kemang"
+DEMO_DEPOSIT = Money(Decimal("100.00"))  # pays overage past the enterprise quota
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - a login of the local Auth emulator only
 DEMO_USERS = (
     ("owner@kopinusantara.test", "Sari (owner)", "owner"),
@@ -52,28 +61,42 @@ def _find_demo() -> uuid.UUID | None:
     return None
 
 
-def seed_demo(access_token: str) -> dict[str, Any]:
-    tenant_id = _find_demo() or platform.create_tenant(DEMO_NAME, DEMO_SLUG, default_language="id")
-    with tenant_session(tenant_id) as session:
-        tenant = session.get_one(Tenant, tenant_id)
-        tenant.settings = {**DEMO_SETTINGS, **(tenant.settings or {})}
-        outlet = session.scalars(select(Outlet).where(Outlet.phone_number_id == DEMO_PHONE_NUMBER_ID)).first()
-        if outlet is None:
-            outlet = Outlet(
-                tenant_id=tenant_id,
-                name="Kopi Nusantara Kemang",
-                phone_number_id=DEMO_PHONE_NUMBER_ID,
-                display_phone_number=DEMO_DISPLAY_NUMBER,
-                waba_id=DEMO_WABA_ID,
-                access_token_ciphertext=encrypt_access_token(access_token),
-            )
-            session.add(outlet)
-        kb = session.scalars(select(KnowledgeBase).where(KnowledgeBase.name == "Menu & FAQ")).first()
-        if kb is None:
-            kb = KnowledgeBase(tenant_id=tenant_id, name="Menu & FAQ", language="id")
-            session.add(kb)
-        session.flush()
-        outlet_id, kb_id = outlet.id, kb.id
+def seed_demo(access_token: str, simulator_url: str | None) -> dict[str, Any]:
+    """The demo business, made the way an operator and its owner make one: the tenant API's
+    own functions create the tenant, connect the outlet's number (against the simulator,
+    where it is registered first, as in Meta's dashboard) and invite the staff."""
+    if simulator_url:
+        number = {
+            "phone_number_id": DEMO_PHONE_NUMBER_ID,
+            "waba_id": DEMO_WABA_ID,
+            "display_phone_number": DEMO_DISPLAY_NUMBER,
+            "verified_name": DEMO_NAME,
+            "access_token": access_token,
+        }
+        requests.post(f"{simulator_url}/_sim/numbers", json=number, timeout=10).raise_for_status()
+    for email, name, _ in DEMO_USERS:
+        _login(email, name)  # with the demo password, before the invites find them
+    tenant_id = _find_demo()
+    if tenant_id is None:
+        values = {"name": DEMO_NAME, "slug": DEMO_SLUG, "timezone": "Asia/Jakarta", "default_language": "id"}
+        owner_email, owner_name, _ = DEMO_USERS[0]
+        tenant_id = uuid.UUID(
+            str(tenants.create(values, "enterprise", owner_email, owner_name, "seed")["tenant"]["id"])
+        )
+        with tenant_session(tenant_id) as session:
+            deposits.record_topup(session, session.get_one(Tenant, tenant_id), DEMO_DEPOSIT, "demo-seed", "demo")
+    tenants.update_assistant_settings(tenant_id, {**DEMO_SETTINGS, **tenants.assistant_settings(tenant_id)})
+    outlet_id = next(
+        (o["id"] for o in outlets.list_outlets(tenant_id) if o["phone_number_id"] == DEMO_PHONE_NUMBER_ID), None
+    )
+    if outlet_id is None:
+        if not simulator_url:
+            raise RuntimeError("the demo outlet is connected through the simulator: unset WHATSAPP_GRAPH_API_URL")
+        outlet = outlets.connect(tenant_id, DEMO_OUTLET, DEMO_PHONE_NUMBER_ID, DEMO_WABA_ID, access_token)
+        outlet_id = outlet["id"]
+    kb_id = next((kb["id"] for kb in catalog.list_knowledge_bases(tenant_id) if kb["name"] == "Menu & FAQ"), None)
+    if kb_id is None:
+        kb_id = catalog.create_knowledge_base(tenant_id, {"name": "Menu & FAQ", "language": "id"})["id"]
     users = [add_staff(tenant_id, outlet_id, email, name, role) for email, name, role in DEMO_USERS]
     return {
         "tenant_id": str(tenant_id),
@@ -87,41 +110,24 @@ def seed_demo(access_token: str) -> dict[str, Any]:
     }
 
 
-def add_staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, role: str) -> dict[str, str]:
-    """A staff login in the Auth emulator, with tenant and role in its custom claims."""
+def _login(email: str, name: str) -> str:
+    """A login of the local Auth emulator with the demo password (invites alone have none)."""
     from firebase_admin import auth
 
-    _firebase()
+    app = firebase_app()
     try:
-        record = auth.get_user_by_email(email)
+        return str(auth.get_user_by_email(email, app=app).uid)
     except auth.UserNotFoundError:
-        record = auth.create_user(email=email, password=DEMO_PASSWORD, display_name=name, email_verified=True)
-    claims: dict[str, Any] = {"tenant_id": str(tenant_id), "role": role}
-    if role == "agent":
-        claims["outlet_id"] = str(outlet_id)
-    auth.set_custom_user_claims(record.uid, claims)
-    with tenant_session(tenant_id) as session:
-        if session.scalars(select(User).where(User.firebase_uid == record.uid)).first() is None:
-            session.add(
-                User(
-                    tenant_id=tenant_id,
-                    firebase_uid=record.uid,
-                    email=email,
-                    display_name=name,
-                    role=role,
-                    outlet_id=outlet_id if role == "agent" else None,
-                )
-            )
-    return {"email": email, "role": role, "uid": record.uid}
+        record = auth.create_user(email=email, password=DEMO_PASSWORD, display_name=name, email_verified=True, app=app)
+        return str(record.uid)
 
 
-def _firebase() -> None:
-    import firebase_admin
-
-    from shared.cloud.settings import settings
-
-    if not firebase_admin._apps:
-        firebase_admin.initialize_app(options={"projectId": settings().google_cloud_project})
+def add_staff(tenant_id: uuid.UUID, outlet_id: uuid.UUID, email: str, name: str, role: str) -> dict[str, str]:
+    """A staff login that signs in with the demo password, invited through the tenant API's
+    own function (claims, Firestore membership and users row); an agent is scoped to the outlet."""
+    uid = _login(email, name)
+    members.invite(tenant_id, email, name, role, outlet_id if role == "agent" else None)
+    return {"email": email, "role": role, "uid": uid}
 
 
 def upload_demo_knowledge(bucket_name: str, demo: dict[str, Any]) -> None:

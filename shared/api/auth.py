@@ -3,6 +3,11 @@ table says they are.
 
 Tenant, role and outlet come from our users table, never from the token's custom claims, the
 URL or the body: a token whose claims were edited still acts for its real tenant only.
+
+Platform operators (our own staff) are the exception: they belong to no tenant, and their
+`platform_operator` claim is set only by `scripts/admin` with the Admin SDK, never through an
+API a tenant can reach. Tokens are checked for revocation, so removing a staff member ends
+their session at once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from shared.db import platform
 
 ROLES = ("owner", "admin", "agent", "viewer")
 ACTING_ROLES = frozenset({"owner", "admin", "agent"})  # viewers only read
+MANAGING_ROLES = frozenset({"owner", "admin"})
 EVERY_ROLE = frozenset(ROLES)
+OPERATOR = "operator"  # a platform operator: routes under /api/v1/platform only
+OPERATOR_CLAIM = "platform_operator"
+OPERATORS = frozenset({OPERATOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,24 +41,39 @@ class Staff:
         return self.outlet_id is None or self.outlet_id == outlet_id
 
 
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One of our own staff, acting on any tenant named in the URL."""
+
+    firebase_uid: str
+    role: str = OPERATOR
+
+
 @cache
-def _firebase_app() -> Any:
+def firebase_app() -> Any:
+    """The Admin SDK app staff logins are checked and managed with."""
     import firebase_admin
 
     return firebase_admin.initialize_app(options={"projectId": settings().google_cloud_project}, name="staff-api")
 
 
-def authenticate(authorization: str | None) -> Staff:
-    """The staff member behind `Authorization: Bearer <Firebase ID token>`, or ApiError 401."""
+def authenticate(authorization: str | None, *, operators: bool = False) -> Staff | Operator:
+    """Who is behind `Authorization: Bearer <Firebase ID token>`, or ApiError 401. On an
+    operator route (`operators`), an operator; elsewhere the staff member our users table names."""
     from firebase_admin import auth
 
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, "send Authorization: Bearer <Firebase ID token>")
     try:
-        claims = auth.verify_id_token(authorization.removeprefix("Bearer ").strip(), app=_firebase_app())
-    except Exception as exc:  # expired, revoked, malformed, wrong project: all the same to the caller
+        claims = auth.verify_id_token(
+            authorization.removeprefix("Bearer ").strip(), app=firebase_app(), check_revoked=True
+        )
+    except Exception as exc:  # expired, revoked, disabled, malformed, wrong project: all the same to the caller
         raise ApiError(401, "invalid ID token") from exc
-    route = platform.user_for_firebase_uid(str(claims["uid"]))
+    uid = str(claims["uid"])
+    if operators and claims.get(OPERATOR_CLAIM) is True:
+        return Operator(uid)
+    route = platform.user_for_firebase_uid(uid)
     if route is None or route.tenant_status != "active":
         raise ApiError(401, "this login is not staff of an active tenant")
     return Staff(route.user_id, route.tenant_id, route.role, route.outlet_id)

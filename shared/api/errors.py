@@ -18,7 +18,10 @@ NOT_FOUND = "not_found"  # 404: no such route, or nothing with this id for this 
 METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
 CONFLICT = "conflict"  # 409: the resource's state does not allow it
 WINDOW_CLOSED = "window_closed"  # 409: free-form message after WhatsApp's 24-hour window
+PLAN_LIMIT = "plan_limit"  # 409: the tier's outlets, knowledge bases or storage are used up
 BODY_TOO_LARGE = "body_too_large"  # 413
+RATE_LIMITED = "rate_limited"  # 429: the tenant's requests this minute are used up
+SERVICE_SUSPENDED = "service_suspended"  # 429: the quota and the deposit are used up
 INTERNAL = "internal"  # 500: logged with its trace id, nothing more is returned
 UNAVAILABLE = "unavailable"  # 503: a dependency is briefly down; retry
 
@@ -31,6 +34,7 @@ DEFAULT_CODES = {
     405: METHOD_NOT_ALLOWED,
     409: CONFLICT,
     413: BODY_TOO_LARGE,
+    429: RATE_LIMITED,
     500: INTERNAL,
     503: UNAVAILABLE,
 }

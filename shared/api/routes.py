@@ -7,8 +7,10 @@ it is handed the `Staff` who called, and its return annotation is the response m
 OpenAPI 3.1 document comes from the same routes and models, at `GET /openapi.json`.
 
 Order of checks, so that nothing is told to someone who may not know it: the ID token (401),
-then the role (403), then validation (400), then the handler, which answers 404 for ids its
-caller cannot see (another tenant's, another outlet's), never 403.
+then the role (403), then the tenant's rate limit (429), then validation (400), then the
+handler, which answers 404 for ids its caller cannot see (another tenant's, another
+outlet's), never 403. A route with `audit` writes who did it to the tenant's audit log once
+it succeeded (routes that change state in one transaction write theirs in it instead).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -28,14 +31,17 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from shared.api.auth import Staff, authenticate
+from shared.api import ratelimit
+from shared.api.auth import OPERATOR, Operator, Staff, authenticate
 from shared.api.errors import INVALID_REQUEST, ApiError, ErrorResponse
 from shared.cloud import logs
+from shared.db import audit
+from shared.db.tenancy import tenant_session
 
 log = logging.getLogger(__name__)
 
 PARTS = ("path", "query", "header", "body", "form")  # form: multipart, for file uploads
-ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 414, 500, 503)
+ALWAYS_DOCUMENTED = (400, 401, 403, 404, 413, 414, 429, 500, 503)
 ANSWERED_IN_FRONT = frozenset({414})  # by gunicorn or Google's front end, before our code runs
 MAX_BODY_BYTES = 1024 * 1024  # a staff request is a few kB: anything near this is a mistake or an attack
 OPENAPI_PATH = "/openapi.json"
@@ -47,6 +53,8 @@ ERROR_DESCRIPTIONS = {
     409: "The resource's state does not allow it (`conflict`, or a more specific code).",
     413: "The body is larger than the API takes (`body_too_large`).",
     414: "The URL is longer than the server in front of the API takes (its own answer, not this API's shape).",
+    429: "Too many requests this minute (`rate_limited`, with Retry-After), or the AI is suspended "
+    "by billing (`service_suspended`).",
     500: "Something failed on our side (`internal`); it is logged with its trace id.",
     503: "A dependency is briefly unavailable (`unavailable`): retry.",
 }
@@ -64,12 +72,22 @@ class Route:
     # A route answering server-sent events returns a Response; its return annotation is the
     # model of one event's data, documented under text/event-stream.
     event_stream: bool = False
+    audit: str | None = None  # the audit-log action written when it succeeds ("outlet.create", ...)
 
 
 class StaffApi:
     """A staff API: call it with the request functions-framework hands the entry point."""
 
-    def __init__(self, title: str, description: str, routes: Sequence[Route], version: str = "1.0.0") -> None:
+    def __init__(
+        self,
+        title: str,
+        description: str,
+        routes: Sequence[Route],
+        *,
+        rate_limit: Callable[[uuid.UUID], int],  # a tenant's requests per minute (its tier's)
+        version: str = "1.0.0",
+    ) -> None:
+        self._rate_limit = rate_limit
         self._app = OpenAPI(
             __name__,
             info=Info(title=title, version=version, description=description),
@@ -85,6 +103,7 @@ class StaffApi:
         for route in routes:
             self._add(route)
         self._app.before_request(self._authorize)
+        self._app.after_request(self._rate_headers)
         self._app.register_error_handler(ApiError, self._api_error)
         self._app.register_error_handler(HTTPException, self._http_error)
         self._app.register_error_handler(Exception, self._unexpected)
@@ -133,9 +152,13 @@ class StaffApi:
         self._routes[endpoint] = route
 
         def view(**kwargs: Any) -> Response:
-            staff: Staff = g.staff
-            with logs.tenant_scope(staff.tenant_id):
-                result = route.handler(staff, **{part: kwargs[part] for part in parts})
+            caller: Staff | Operator = g.staff
+            path = kwargs["path"].model_dump() if "path" in kwargs else {}
+            tenant_id = caller.tenant_id if isinstance(caller, Staff) else path.get("tenant_id")
+            with logs.tenant_scope(tenant_id):
+                result = route.handler(caller, **{part: kwargs[part] for part in parts})
+                if route.audit is not None and tenant_id is not None:
+                    _audit(route, caller, tenant_id, path)
             if isinstance(result, Response):
                 return result
             return _json(result.model_dump(mode="json"), route.status)
@@ -171,9 +194,13 @@ class StaffApi:
         route = self._routes.get(request.url_rule.endpoint) if request.url_rule is not None else None
         if route is None:
             return  # the OpenAPI document, or no route at all (404, 405)
-        g.staff = staff = authenticate(request.headers.get("Authorization"))
-        if staff.role not in route.roles:
-            raise ApiError(403, f"a {staff.role} may not {route.method} {route.path}")
+        g.staff = caller = authenticate(request.headers.get("Authorization"), operators=OPERATOR in route.roles)
+        if caller.role not in route.roles:
+            raise ApiError(403, f"a {caller.role} may not {route.method} {route.path}")
+        if isinstance(caller, Staff):
+            g.rate_window = window = ratelimit.hit(caller.tenant_id, self._rate_limit(caller.tenant_id))
+            if window is not None and not window.allowed:
+                raise ApiError(429, f"more than {window.limit} requests this minute: retry in {window.reset_seconds} s")
         if request.is_json and request.content_length != 0:
             _require_json_text()
 
@@ -186,6 +213,13 @@ class StaffApi:
         first = details[0]
         summary = f"{'.'.join(str(p) for p in first['loc'])}: {first['message']}" if details else "invalid request"
         return _json(ApiError(400, summary, INVALID_REQUEST, details).body(), 400)
+
+    @staticmethod
+    def _rate_headers(response: Response) -> Response:
+        window: ratelimit.Window | None = g.get("rate_window")
+        if window is not None:
+            response.headers.update(window.headers())
+        return response
 
     @staticmethod
     def _api_error(error: ApiError) -> Response:
@@ -211,6 +245,22 @@ class StaffApi:
             return _json(ApiError(503, "a service we depend on is briefly unavailable: retry").body(), 503)
         log.exception("staff API request failed")
         return _json(ApiError(500, "something failed on our side; it is logged").body(), 500)
+
+
+def _audit(route: Route, caller: Staff | Operator, tenant_id: uuid.UUID, path: dict[str, Any]) -> None:
+    """Who called a route that reads customer data or changes something, in its own transaction."""
+    target = next((str(value) for name, value in path.items() if name != "tenant_id"), None)
+    with tenant_session(tenant_id) as session:
+        audit.record(
+            session,
+            tenant_id,
+            str(route.audit),
+            actor_type="user" if isinstance(caller, Staff) else "platform",
+            actor_id=str(caller.user_id) if isinstance(caller, Staff) else caller.firebase_uid,
+            target_type=str(route.audit).split(".", 1)[0],
+            target_id=target,
+            details={"method": route.method, "path": request.path[:300]},
+        )
 
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}

@@ -199,12 +199,6 @@ class Answer:
         return "\n\n".join(self.parts)
 
 
-@dataclass(frozen=True, slots=True)
-class SendDecision:
-    allowed: bool
-    reason: str = ""
-
-
 def detect_language(texts: Sequence[str], default: str = "id") -> str:
     """'id' or 'en' by counting common Indonesian words. With no words to go by (a photo,
     emoji, another script) the tenant's default, if it is one of the two, else Indonesian."""
@@ -219,13 +213,6 @@ def fallback_text(tenant_settings: Mapping[str, Any], language: str) -> str:
     fallback = tenant_settings.get("fallback_reply") or {}
     text = fallback.get(language) if isinstance(fallback, Mapping) else None
     return str(text or DEFAULT_FALLBACK.get(language, DEFAULT_FALLBACK["id"]))
-
-
-def may_send(tenant_status: str) -> SendDecision:
-    """PLACEHOLDER for the billing rules (issue 11: quotas, deposits): every active tenant may send."""
-    if tenant_status != "active":
-        return SendDecision(False, f"tenant is {tenant_status}")
-    return SendDecision(True)
 
 
 @cache

@@ -3,7 +3,7 @@
 The suggestion comes from the same retrieval, prompt, model and grounding guard as the AI's
 own replies, for the customer's latest messages, and is only shown to the agent: nothing is
 stored or sent. `/llm/stream` sends the reply's text as it is written (server-sent events),
-then the whole suggestion, then `[DONE]`.
+then the whole suggestion, then `[DONE]`. While billing has suspended the AI, it answers 429.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from flask import Response, stream_with_context
 from pydantic import BaseModel, Field
 
 from shared.api.auth import ACTING_ROLES, Staff
-from shared.api.errors import ApiError
+from shared.api.errors import SERVICE_SUSPENDED, ApiError
 from shared.api.routes import Route, StaffApi
 from shared.assistant import context, replies
+from shared.billing import limits, quota
 from shared.db.models import Conversation, Tenant
 from shared.db.tenancy import tenant_session
 
@@ -63,6 +64,8 @@ def _question(staff: Staff, conversation_id: uuid.UUID) -> replies.Question:
             raise ApiError(409, "the customer has not written anything to answer")
         texts, since = turn
         tenant = session.get_one(Tenant, staff.tenant_id)
+        if not quota.may_reply(session, tenant).allowed:
+            raise ApiError(429, "the AI is suspended: the message quota and the deposit are used up", SERVICE_SUSPENDED)
         return context.question(session, tenant, conversation, texts, since)
 
 
@@ -110,7 +113,16 @@ api = StaffApi(
     "assistant-api",
     'The AI\'s "suggest a reply" for agents. Authenticate with a Firebase ID token.',
     [
-        Route("POST", "/api/v1/llm/generate", generate, ACTING_ROLES, errors=(409,)),
-        Route("POST", "/api/v1/llm/stream", stream, ACTING_ROLES, errors=(409,), event_stream=True),
+        Route("POST", "/api/v1/llm/generate", generate, ACTING_ROLES, errors=(409, 429), audit="conversation.suggest"),
+        Route(
+            "POST",
+            "/api/v1/llm/stream",
+            stream,
+            ACTING_ROLES,
+            errors=(409, 429),
+            event_stream=True,
+            audit="conversation.suggest",
+        ),
     ],
+    rate_limit=limits.requests_per_minute,
 )

@@ -37,6 +37,8 @@ OUTGOING_MESSAGES = "whatsapp.outgoing.messages"
 DOCUMENT_UPLOADED = "knowledge.document.uploaded"
 CONVERSATION_HANDED_OFF = "conversation.handed_off"
 CONVERSATION_COMPLETED = "conversation.completed"
+QUOTA_WARNING = "billing.quota.warning"
+SERVICE_SUSPENDED = "billing.service.suspended"
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # Qdrant: a managed cluster or Qdrant on Cloud Run; locally emulators/qdrant_server.py.
     qdrant_url: str = "http://127.0.0.1:6333"
     qdrant_api_key: SecretStr | None = None
+    # Redis (Memorystore) for the staff APIs' rate limit; locally scripts/dev starts Valkey.
+    redis_url: str | None = None
+    # Where a staff member's sign-in link lands (the dashboard).
+    dashboard_url: str = "http://127.0.0.1:5173/"
     log_level: str = "INFO"
 
 

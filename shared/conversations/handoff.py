@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from shared.assistant import replies
 from shared.cloud import pubsub
-from shared.db.models import Conversation, Message, Tenant
+from shared.conversations import hours
+from shared.db.models import Conversation, Message, Outlet, Tenant
 from shared.whatsapp.updates import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -140,13 +141,18 @@ def hand_off(
     session: Session, tenant: Tenant, conversation: Conversation, reason: str, language_hint: list[str]
 ) -> None:
     """Give the conversation to the agents: the AI stays silent until they return it. The
-    customer is told, and conversation.handed_off is published inside the transaction (a
-    failed commit may publish twice; subscribers key on conversation and time)."""
+    customer is told (outside the outlet's business hours, also when staff are back), and
+    conversation.handed_off is published inside the transaction (a failed commit may publish
+    twice; subscribers key on conversation and time)."""
     conversation.status = "handed_off"
     conversation.handoff_reason = reason
     conversation.handed_off_at = func.now()
     language = replies.detect_language(language_hint, tenant.default_language)
     notice = (tenant.settings.get("handoff_notice") or {}).get(language) or HANDOFF_NOTICE[language]
+    outlet = session.get(Outlet, conversation.outlet_id)
+    away = hours.away_notice(outlet.settings if outlet else {}, datetime.now(UTC), tenant.timezone, language)
+    if away:
+        notice = f"{notice} {away}"
     session.add(
         Message(
             tenant_id=tenant.id,

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.assistant import context, replies
+from shared.billing import quota
 from shared.cloud import logs, pubsub
 from shared.cloud.settings import settings
 from shared.conversations import customers, dashboard, handoff, intake
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(hours=1)  # an AI answer this late would confuse more than help
 OPEN = OPEN_CONVERSATION_STATUSES
+SUSPENDED = "service_suspended"  # the handoff reason when billing stopped the AI
 NOT_ANSWERED = frozenset({"reaction"})
 # How long a claim on writing a reply holds: the reply's whole deadline, and some margin.
 CLAIM_LEASE = timedelta(seconds=settings().reply_deadline_seconds + 15)  # a thumbs-up on our reply is not a question
@@ -343,22 +345,18 @@ def _write_reply(
         session.execute(_MARK_ALL_PROCESSED, {"message_ids": list(claim.message_ids)})
         reply_id = None
         if conversation.status == "active":
+            tenant = session.get_one(Tenant, tenant_id)
+            texts = list(claim.question.texts if claim.question else [])
             if answer.wants_human:
-                tenant = session.get_one(Tenant, tenant_id)
-                handoff.hand_off(
-                    session,
-                    tenant,
-                    conversation,
-                    "customer_request",
-                    list(claim.question.texts if claim.question else []),
-                )
+                handoff.hand_off(session, tenant, conversation, "customer_request", texts)
+            elif not quota.charge_reply(session, tenant, f"reply:{claim.newest_id}").allowed:
+                # The quota and deposit ran out: staff answer instead, and nothing is billed.
+                handoff.hand_off(session, tenant, conversation, SUSPENDED, texts)
             else:
                 reply_id = _insert_reply(session, tenant_id, conversation, claim, answer)
                 if answer.low_confidence and handoff.too_many_low_confidence(_recent(session, conversation.id)):
                     # The third "I don't know" goes out, then the notice: a person takes over now,
                     # not at the customer's next message.
-                    tenant = session.get_one(Tenant, tenant_id)
-                    texts = list(claim.question.texts if claim.question else [])
                     handoff.hand_off(session, tenant, conversation, "low_confidence", texts)
         conversation.reply_claim = conversation.reply_claim_until = None
         more = conversation.status == "active" and session.scalar(_ANY_WAITING, {"conversation_id": conversation_id})
@@ -419,9 +417,13 @@ def _should_answer(
             extra={"conversation_id": str(conversation.id)},
         )
         return False
-    decision = replies.may_send(tenant.status)
+    decision = quota.may_reply(session, tenant)
     if not decision.allowed:
         log.info("billing does not allow a reply: %s", decision.reason)
+        if tenant.status == "active":  # suspended: a person answers, nobody is left waiting
+            session.refresh(conversation, with_for_update=True)
+            if conversation.status == "active":
+                handoff.hand_off(session, tenant, conversation, SUSPENDED, texts)
         return False
     if handoff.too_many_low_confidence(_recent(session, conversation.id)):
         session.refresh(conversation, with_for_update=True)

@@ -16,8 +16,9 @@ from shared.cloud import pubsub
 from shared.conversations.dashboard import mirror
 from shared.conversations.handoff import handed_off_event
 from shared.conversations.pending import pending_after, read_receipt, settle
+from shared.db import audit
 from shared.db.models import OPEN_CONVERSATION_STATUSES as OPEN
-from shared.db.models import AuditLogEntry, Conversation, Message, Tenant
+from shared.db.models import Conversation, Message, Tenant
 from shared.db.tenancy import tenant_session
 
 _NEWEST_FROM_CUSTOMER = (
@@ -103,16 +104,15 @@ def _audit(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Who did what to a conversation, in the same transaction as the change."""
-    session.add(
-        AuditLogEntry(
-            tenant_id=tenant_id,
-            actor_type="user" if user_id else "system",
-            actor_id=str(user_id) if user_id else None,
-            action=action,
-            target_type="conversation",
-            target_id=str(conversation_id),
-            details=details or {},
-        )
+    audit.record(
+        session,
+        tenant_id,
+        action,
+        actor_type="user" if user_id else "system",
+        actor_id=str(user_id) if user_id else None,
+        target_type="conversation",
+        target_id=conversation_id,
+        details=details,
     )
 
 

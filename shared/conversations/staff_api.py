@@ -20,6 +20,7 @@ from shared.api.auth import ACTING_ROLES, EVERY_ROLE, Staff
 from shared.api.errors import WINDOW_CLOSED, ApiError
 from shared.api.pages import decode_cursor, encode_cursor
 from shared.api.routes import Route, StaffApi
+from shared.billing import limits
 from shared.conversations import dashboard, inbox
 from shared.conversations.staff import AgentMessage, queue_agent_message, resolve, return_to_ai, take_over
 from shared.db.models import CONVERSATION_STATUSES
@@ -299,11 +300,12 @@ api = StaffApi(
     "agent-actions",
     "Staff read conversations and act on them. Authenticate with a Firebase ID token.",
     [
-        Route("GET", "/conversations", list_conversations, EVERY_ROLE),
-        Route("GET", CONVERSATION, get_conversation, EVERY_ROLE),
+        Route("GET", "/conversations", list_conversations, EVERY_ROLE, audit="conversation.list"),
+        Route("GET", CONVERSATION, get_conversation, EVERY_ROLE, audit="conversation.read"),
         Route("POST", f"{CONVERSATION}/take-over", take_over_conversation, ACTING_ROLES, errors=(409,)),
         Route("POST", f"{CONVERSATION}/messages", send_message, ACTING_ROLES, status=202, errors=(409,)),
         Route("POST", f"{CONVERSATION}/return-to-ai", return_conversation_to_ai, ACTING_ROLES, errors=(409,)),
         Route("POST", f"{CONVERSATION}/resolve", resolve_conversation, ACTING_ROLES, errors=(409,)),
     ],
+    rate_limit=limits.requests_per_minute,
 )

@@ -73,6 +73,8 @@ MESSAGE_STATUSES = (
     "failed",  # outbound
 )
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled")
+PLANS = ("starter", "growth", "enterprise")  # their prices and limits: shared/billing/tiers.py
+BILLABLE_KINDS = ("included", "overage")
 LEDGER_KINDS = ("topup", "charge", "refund", "adjustment")
 INVOICE_STATUSES = ("draft", "open", "paid", "void")
 DOCUMENT_STATUSES = ("uploaded", "processing", "ready", "failed")
@@ -139,6 +141,9 @@ class Tenant(Base):
     status: Mapped[str] = mapped_column(server_default="active")
     timezone: Mapped[str] = mapped_column(server_default="Asia/Jakarta")
     default_language: Mapped[str] = mapped_column(server_default="id")
+    contact_name: Mapped[str | None]
+    contact_email: Mapped[str | None]
+    contact_phone: Mapped[str | None]
     # Per-tenant switches: extra handoff keywords, read receipts, typing indicator, fallback text.
     settings: Mapped[dict[str, Any]] = _json_object()
     created_at: Mapped[datetime] = _created_at()
@@ -314,12 +319,15 @@ class Message(Base):
 
 
 class Subscription(Base):
-    """A tenant's plan and monthly message quota."""
+    """A tenant's one plan and monthly message quota; a downgrade waits in `pending_plan` for
+    the next period. `suspended_at` is set while the AI may not reply (quota and deposit spent)."""
 
     __tablename__ = "subscriptions"
     __table_args__ = (
+        UniqueConstraint("tenant_id"),
         one_of("status", SUBSCRIPTION_STATUSES),
-        Index("ix_subscriptions_tenant_id", "tenant_id"),
+        one_of("plan", PLANS),
+        one_of("pending_plan", PLANS),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -329,6 +337,9 @@ class Subscription(Base):
     monthly_message_quota: Mapped[int]
     current_period_start: Mapped[datetime]
     current_period_end: Mapped[datetime]
+    pending_plan: Mapped[str | None]
+    suspended_at: Mapped[datetime | None]
+    quota_warned_period: Mapped[date | None]  # billing.quota.warning went out for this period
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -357,13 +368,38 @@ class DepositLedgerEntry(Base):
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(CHAR(3), server_default="IDR")
+    currency: Mapped[str] = mapped_column(CHAR(3), server_default="USD")
     kind: Mapped[str]
-    reference: Mapped[str]  # idempotency key: a payment id, a usage period, ...
+    reference: Mapped[str]  # idempotency key: a payment id, a billed message, ...
+    note: Mapped[str | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class BillableMessage(Base):
+    """One AI reply counted against the quota, keyed by the customer message it answers, so a
+    redelivered or retried reply is never counted or charged twice. Append-only."""
+
+    __tablename__ = "billable_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key"),
+        one_of("kind", BILLABLE_KINDS),
+        Index("ix_billable_messages_tenant_id_period_start", "tenant_id", "period_start"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
+    key: Mapped[str]
+    period_start: Mapped[date]
+    kind: Mapped[str]
+    amount_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # charged to the deposit
+    currency: Mapped[str] = mapped_column(CHAR(3), server_default="USD")
     created_at: Mapped[datetime] = _created_at()
 
 
 class Invoice(Base):
+    """A closed period's bill: `lines` (base price, overage), `subtotal_minor`, what the deposit
+    already paid, and `amount_minor` still due. One per tenant and period."""
+
     __tablename__ = "invoices"
     __table_args__ = (UniqueConstraint("tenant_id", "period_start"), one_of("status", INVOICE_STATUSES))
 
@@ -371,8 +407,12 @@ class Invoice(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_id()
     period_start: Mapped[date]
     period_end: Mapped[date]
+    plan: Mapped[str]
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB(), server_default=text("'[]'::jsonb"))
+    subtotal_minor: Mapped[int] = mapped_column(BigInteger)
+    deposit_used_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(CHAR(3), server_default="IDR")
+    currency: Mapped[str] = mapped_column(CHAR(3), server_default="USD")
     status: Mapped[str] = mapped_column(server_default="draft")
     issued_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created_at()

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.billing import limits
 from shared.cloud import storage
-from shared.db.models import Document, KnowledgeBase, Outlet
+from shared.db.models import Document, KnowledgeBase, Outlet, Tenant
 from shared.db.tenancy import tenant_session
 from shared.knowledge import documents, ingest, vectors
 
@@ -26,16 +27,8 @@ class NotFound(LookupError):
     """Nothing with this id for this tenant (another tenant's ids look exactly like this)."""
 
 
-class LimitReached(Exception):
-    """A tier limit: the message says which, and how to raise it."""
-
-
-def check_limits(
-    session: Session, tenant_id: uuid.UUID, *, new_knowledge_base: bool = False, new_bytes: int = 0
-) -> None:
-    """PLACEHOLDER (issue 11 brings the tiers): the one place where the number of knowledge
-    bases and the storage MB of the tenant's tier will be checked. Allows everything today."""
-    del session, tenant_id, new_knowledge_base, new_bytes
+class FileTooLarge(Exception):
+    """A file over the per-file size limit (tier limits raise billing.limits.LimitReached)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +103,7 @@ def get_knowledge_base(tenant_id: uuid.UUID, kb_id: uuid.UUID) -> dict[str, Any]
 
 def create_knowledge_base(tenant_id: uuid.UUID, values: dict[str, Any]) -> dict[str, Any]:
     with tenant_session(tenant_id) as session:
-        check_limits(session, tenant_id, new_knowledge_base=True)
+        limits.check_new_knowledge_base(session, session.get_one(Tenant, tenant_id))
         outlet_id = values.get("outlet_id")
         if outlet_id is not None and session.get(Outlet, outlet_id) is None:
             raise NotFound("no such outlet")
@@ -203,9 +196,9 @@ def object_name(tenant_id: uuid.UUID, kb_id: uuid.UUID, file_name: str) -> str:
 def prepare_upload(tenant_id: uuid.UUID, kb_id: uuid.UUID, size_bytes: int) -> None:
     """What an upload must pass before it is accepted: the knowledge base and the limits."""
     if size_bytes > documents.MAX_DOCUMENT_BYTES:
-        raise LimitReached(
+        raise FileTooLarge(
             f"the file is {size_bytes / 1048576:.1f} MB; the limit is {documents.MAX_DOCUMENT_MB} MB per file"
         )
     with tenant_session(tenant_id) as session:
         _knowledge_base(session, kb_id)
-        check_limits(session, tenant_id, new_bytes=size_bytes)
+        limits.check_storage(session, session.get_one(Tenant, tenant_id), size_bytes)

@@ -15,14 +15,14 @@ from typing import Literal
 from flask_openapi3.models.file import FileStorage
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
-from shared.api.auth import EVERY_ROLE, Staff
+from shared.api.auth import EVERY_ROLE, MANAGING_ROLES, Staff
 from shared.api.errors import ApiError
 from shared.api.routes import Route, StaffApi
+from shared.billing import limits
 from shared.cloud import storage
 from shared.cloud.settings import settings
 from shared.knowledge import catalog, documents
 
-MANAGING_ROLES = frozenset({"owner", "admin"})
 UPLOAD_URL_LIFETIME = timedelta(minutes=15)
 TOO_LARGE = "file_too_large"
 Language = Literal["id", "en"]
@@ -167,7 +167,7 @@ def _not_found(error: catalog.NotFound) -> ApiError:
     return ApiError(404, str(error))
 
 
-def _too_large(error: catalog.LimitReached) -> ApiError:
+def _too_large(error: catalog.FileTooLarge) -> ApiError:
     return ApiError(413, str(error), TOO_LARGE)
 
 
@@ -256,7 +256,7 @@ def create_upload_url(staff: Staff, path: KnowledgeBasePath, body: UploadUrlRequ
         catalog.prepare_upload(staff.tenant_id, path.knowledge_base_id, body.size_bytes)
     except catalog.NotFound as error:
         raise _not_found(error) from error
-    except catalog.LimitReached as error:
+    except catalog.FileTooLarge as error:
         raise _too_large(error) from error
     name = catalog.object_name(staff.tenant_id, path.knowledge_base_id, body.file_name)
     url = storage.signed_upload_url(settings().documents_bucket, name, body.content_type, UPLOAD_URL_LIFETIME)
@@ -282,7 +282,7 @@ def upload_document(staff: Staff, path: KnowledgeBasePath, form: UploadForm) -> 
         catalog.prepare_upload(staff.tenant_id, path.knowledge_base_id, len(data))
     except catalog.NotFound as error:
         raise _not_found(error) from error
-    except catalog.LimitReached as error:
+    except catalog.FileTooLarge as error:
         raise _too_large(error) from error
     name = catalog.object_name(staff.tenant_id, path.knowledge_base_id, file_name)
     content_type = documents.TYPES_BY_EXTENSION[file_name.rsplit(".", 1)[-1].lower()]
@@ -298,10 +298,18 @@ api = StaffApi(
     "Knowledge bases and the documents the AI answers from. Authenticate with a Firebase ID token.",
     [
         Route("GET", "/knowledge-bases", list_knowledge_bases, EVERY_ROLE),
-        Route("POST", "/knowledge-bases", create_knowledge_base, MANAGING_ROLES, status=201),
+        Route(
+            "POST",
+            "/knowledge-bases",
+            create_knowledge_base,
+            MANAGING_ROLES,
+            status=201,
+            errors=(409,),
+            audit="knowledge_base.create",
+        ),
         Route("GET", KB, get_knowledge_base, EVERY_ROLE),
-        Route("PATCH", KB, update_knowledge_base, MANAGING_ROLES),
-        Route("DELETE", KB, delete_knowledge_base, MANAGING_ROLES),
+        Route("PATCH", KB, update_knowledge_base, MANAGING_ROLES, audit="knowledge_base.update"),
+        Route("DELETE", KB, delete_knowledge_base, MANAGING_ROLES, audit="knowledge_base.delete"),
         Route("GET", f"{KB}/documents", list_documents, EVERY_ROLE),
         Route(
             "POST",
@@ -309,10 +317,21 @@ api = StaffApi(
             upload_document,
             MANAGING_ROLES,
             status=202,
+            errors=(409,),
             max_body_bytes=UPLOAD_BODY_BYTES,
+            audit="document.upload",
         ),
-        Route("POST", f"{KB}/upload-url", create_upload_url, MANAGING_ROLES, status=201),
+        Route(
+            "POST",
+            f"{KB}/upload-url",
+            create_upload_url,
+            MANAGING_ROLES,
+            status=201,
+            errors=(409,),
+            audit="document.upload_url",
+        ),
         Route("GET", DOCUMENT, get_document, EVERY_ROLE),
-        Route("DELETE", DOCUMENT, delete_document, MANAGING_ROLES),
+        Route("DELETE", DOCUMENT, delete_document, MANAGING_ROLES, audit="document.delete"),
     ],
+    rate_limit=limits.requests_per_minute,
 )

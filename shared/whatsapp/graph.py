@@ -1,4 +1,6 @@
-"""Sending through the WhatsApp Cloud API (Graph API `/{phone_number_id}/messages`).
+"""Sending through the WhatsApp Cloud API (Graph API `/{phone_number_id}/messages`), and
+connecting a number: reading it (`GET /{phone_number_id}`) and subscribing our app to its
+business account's webhooks (`POST /{waba_id}/subscribed_apps`).
 
 Every failure is raised as a GraphError subclass whose `retryable` tells the sender whether
 to try again. The access token is only ever put in the Authorization header of a request: it
@@ -142,6 +144,20 @@ class GraphClient:
         if answer.get("success") is not True:
             raise GraphError(f"mark-read answered without success: {self._redact(str(answer)[:200])}", http_status=200)
 
+    def phone_number(self, phone_number_id: str) -> dict[str, Any]:
+        """The number as Meta knows it: display_phone_number, verified_name, quality_rating, ...
+        A wrong token raises AccessTokenInvalid (190); an id the token cannot see, a 100."""
+        fields = "display_phone_number,verified_name,quality_rating,code_verification_status"
+        return self._request("GET", f"{phone_number_id}?fields={fields}", None)
+
+    def subscribe_app(self, waba_id: str) -> None:
+        """Subscribe our app to the business account's webhooks, so its messages reach us."""
+        answer = self._request("POST", f"{waba_id}/subscribed_apps", {})
+        if answer.get("success") is not True:
+            raise GraphError(
+                f"subscribed_apps answered without success: {self._redact(str(answer)[:200])}", http_status=200
+            )
+
     def _send(
         self,
         phone_number_id: str,
@@ -172,9 +188,13 @@ class GraphClient:
         return wamid
 
     def _post(self, phone_number_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self._base_url}/{self._api_version}/{phone_number_id}/messages"
+        return self._request("POST", f"{phone_number_id}/messages", payload)
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        url = f"{self._base_url}/{self._api_version}/{path}"
         try:
-            response = self._session.post(
+            response = self._session.request(
+                method,
                 url,
                 json=payload,
                 headers={"Authorization": f"Bearer {self._token}"},

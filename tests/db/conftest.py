@@ -19,6 +19,7 @@ from shared.db.bootstrap import DatabaseUrls, prepare_database
 from shared.db.engine import engine_for_url, normalize_url
 from shared.db.models import (
     AuditLogEntry,
+    BillableMessage,
     Conversation,
     Customer,
     DepositLedgerEntry,
@@ -161,7 +162,7 @@ def seed_tenant(engine: Engine, label: str) -> TenantData:
             "subscriptions",
             Subscription(
                 tenant_id=tenant_id,
-                plan="basic",
+                plan="growth",
                 status="active",
                 monthly_message_quota=1000,
                 current_period_start=now,
@@ -182,8 +183,14 @@ def seed_tenant(engine: Engine, label: str) -> TenantData:
                 tenant_id=tenant_id,
                 period_start=date(2026, 1, 1),
                 period_end=date(2026, 1, 31),
+                plan="growth",
+                subtotal_minor=50_000,
                 amount_minor=50_000,
             ),
+        )
+        add(
+            "billable_messages",
+            BillableMessage(tenant_id=tenant_id, key=f"reply:{unique}", period_start=date(2026, 1, 1), kind="included"),
         )
         add("knowledge_bases", KnowledgeBase(tenant_id=tenant_id, name=f"KB {label}"))
         add(

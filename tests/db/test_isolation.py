@@ -18,7 +18,7 @@ from shared.db.models import Base
 from shared.db.tenancy import tenant_session
 
 TABLES = sorted(Base.metadata.tables)
-APPEND_ONLY = {"audit_log", "deposit_ledger"}
+APPEND_ONLY = {"audit_log", "deposit_ledger", "billable_messages"}
 WRITABLE = [name for name in TABLES if name not in APPEND_ONLY]
 # A column per table that an attacker would like to overwrite, and the value they write.
 MARKERS: dict[str, tuple[str, object]] = {
@@ -28,7 +28,7 @@ MARKERS: dict[str, tuple[str, object]] = {
     "customers": ("profile_name", "pwned"),
     "conversations": ("handoff_reason", "pwned"),
     "messages": ("body", "pwned"),
-    "subscriptions": ("plan", "pwned"),
+    "subscriptions": ("monthly_message_quota", 666),
     "usage_records": ("quantity", 666),
     "invoices": ("amount_minor", 666),
     "knowledge_bases": ("name", "pwned"),
@@ -74,7 +74,7 @@ def new_row(table: str, owner) -> dict[str, object]:
             "status": "queued",
         },
         "subscriptions": {
-            "plan": "pro",
+            "plan": "enterprise",
             "status": "trialing",
             "monthly_message_quota": 10,
             "current_period_start": now,
@@ -82,9 +82,12 @@ def new_row(table: str, owner) -> dict[str, object]:
         },
         "usage_records": {"period_start": date(2026, 2, 1), "metric": f"m-{unique}"},
         "deposit_ledger": {"amount_minor": -5, "kind": "charge", "reference": f"ref-{unique}"},
+        "billable_messages": {"key": f"reply:{unique}", "period_start": date(2026, 2, 1), "kind": "overage"},
         "invoices": {
             "period_start": date(2000, 1, 1) + timedelta(days=uuid.uuid4().int % 9000),
             "period_end": date(2030, 1, 1),
+            "plan": "starter",
+            "subtotal_minor": 1,
             "amount_minor": 1,
         },
         "knowledge_bases": {"name": "New", "outlet_id": rows["outlets"]},
@@ -200,6 +203,8 @@ def test_insert_for_other_tenant_is_refused(app_engine, tenant_a, tenant_b, tabl
     t = Base.metadata.tables[table]
     own = new_row(table, tenant_a)
     with tenant_session(own[key(table)], engine=app_engine) as session:  # the control: allowed
+        if table == "subscriptions":
+            session.execute(delete(t))  # one per tenant: the control replaces it
         session.execute(insert(t).values(own))
 
     foreign = new_row(table, tenant_b)

@@ -136,8 +136,8 @@ def test_cli_reports_the_current_revision(db_urls) -> None:
         timeout=60,
         check=True,
     )
-    assert "Rev: 0002 (head)" in result.stdout
+    assert "Rev: 0003 (head)" in result.stdout
 
 
 def test_next_revision_is_numbered() -> None:
-    assert migrate.next_revision_id(migrate.alembic_config()) == "0003"
+    assert migrate.next_revision_id(migrate.alembic_config()) == "0004"

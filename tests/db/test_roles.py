@@ -69,5 +69,6 @@ def test_app_role_privileges_are_dml_only(admin_engine) -> None:
         )
     assert granted.pop("audit_log") == "INSERT,SELECT"
     assert granted.pop("deposit_ledger") == "INSERT,SELECT"
+    assert granted.pop("billable_messages") == "INSERT,SELECT"
     assert set(granted.values()) == {"DELETE,INSERT,SELECT,UPDATE"}
     assert len(granted) == 11

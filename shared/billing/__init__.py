@@ -1,0 +1,1 @@
+"""Subscription tiers, exact quotas, the deposit ledger, invoices and the billing API."""
