@@ -20,6 +20,7 @@ CONFLICT = "conflict"  # 409: the resource's state does not allow it
 WINDOW_CLOSED = "window_closed"  # 409: free-form message after WhatsApp's 24-hour window
 PLAN_LIMIT = "plan_limit"  # 409: the tier's outlets, knowledge bases or storage are used up
 BODY_TOO_LARGE = "body_too_large"  # 413
+WHATSAPP_REJECTED = "whatsapp_rejected"  # 422: Meta refused an outlet's access token or number
 RATE_LIMITED = "rate_limited"  # 429: the tenant's requests this minute are used up
 SERVICE_SUSPENDED = "service_suspended"  # 429: the quota and the deposit are used up
 INTERNAL = "internal"  # 500: logged with its trace id, nothing more is returned
@@ -34,6 +35,7 @@ DEFAULT_CODES = {
     405: METHOD_NOT_ALLOWED,
     409: CONFLICT,
     413: BODY_TOO_LARGE,
+    422: WHATSAPP_REJECTED,
     429: RATE_LIMITED,
     500: INTERNAL,
     503: UNAVAILABLE,

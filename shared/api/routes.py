@@ -53,6 +53,8 @@ ERROR_DESCRIPTIONS = {
     409: "The resource's state does not allow it (`conflict`, or a more specific code).",
     413: "The body is larger than the API takes (`body_too_large`).",
     414: "The URL is longer than the server in front of the API takes (its own answer, not this API's shape).",
+    422: "A service we check with refused it (for an outlet: Meta refused the access token or number); "
+    "nothing was stored.",
     429: "Too many requests this minute (`rate_limited`, with Retry-After), or the AI is suspended "
     "by billing (`service_suspended`).",
     500: "Something failed on our side (`internal`); it is logged with its trace id.",
