@@ -217,8 +217,7 @@ class LocalStack:
         from emulators.storage import ensure_buckets
 
         ensure_buckets(self.env["STORAGE_EMULATOR_HOST"], [bucket])
-        simulator = None if external_graph else graph_url
-        demo = seed.seed_demo(secret_values["demo_access_token"], simulator) if self.options.seed_demo else {}
+        demo = seed.seed_demo(secret_values["demo_access_token"], graph_url) if self.options.seed_demo else {}
 
         self.services.append(
             services.start_function_host(ports["functions"], self.env, logs, self.options.function_workers)

@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_serializer, field_validator, model_validator
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -48,11 +48,12 @@ class BusinessHours(BaseModel):
                     raise ValueError(f"{day}: {opens:%H:%M} must be before {closes:%H:%M}")
         return self
 
+    @field_serializer("weekly")
+    def _as_clock_times(self, weekly: dict[Day, list[tuple[time, time]]]) -> dict[str, list[list[str]]]:
+        return {day: [[f"{a:%H:%M}", f"{b:%H:%M}"] for a, b in spans] for day, spans in weekly.items()}
+
     def stored(self) -> dict[str, Any]:
-        return {
-            "timezone": self.timezone,
-            "weekly": {day: [[f"{a:%H:%M}", f"{b:%H:%M}"] for a, b in spans] for day, spans in self.weekly.items()},
-        }
+        return self.model_dump(mode="json")
 
 
 def next_opening(hours: BusinessHours, moment: datetime, default_zone: str) -> datetime | None:

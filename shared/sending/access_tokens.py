@@ -1,8 +1,12 @@
-"""Outlets' WhatsApp access tokens, encrypted at rest.
+"""Outlets' WhatsApp access tokens, envelope-encrypted at rest.
 
-Production encrypts with Cloud KMS (KMS_KEY_NAME); the local runtime with AES-256-GCM under
-LOCAL_TOKEN_KEY. The ciphertext says which was used, so a token encrypted locally is never
-sent to KMS by mistake. Only the sender decrypts, right before calling the Graph API.
+Each token gets its own random 256-bit data key; the token is sealed with AES-256-GCM under
+it, and the data key is wrapped: by Cloud KMS in production (KMS_KEY_NAME), by AES-256-GCM
+under LOCAL_TOKEN_KEY locally. Both take the same path and differ only in the wrapping, and
+the ciphertext says which wrapped it, so a locally wrapped key is never sent to KMS. Only the
+sender unwraps, right before calling the Graph API; the database never holds a usable key.
+
+    env1:<wrapper>:<wrapped key length, 2 bytes><wrapped key><nonce, 12 bytes><sealed token>
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.cloud.settings import settings
 
-_LOCAL = b"local-aesgcm:"
+_VERSION = b"env1:"
 _KMS = b"kms:"
+_LOCAL = b"local:"
 _AAD = b"whatsapp-crm/outlet-access-token"
+_KEY_AAD = b"whatsapp-crm/outlet-access-token-key"
 
 
 class AccessTokenError(RuntimeError):
@@ -24,46 +30,56 @@ class AccessTokenError(RuntimeError):
 
 
 def encrypt_access_token(token: str) -> bytes:
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(12)
+    sealed = AESGCM(data_key).encrypt(nonce, token.encode(), _AAD)
+    wrapper, wrapped = _wrap(data_key)
+    return _VERSION + wrapper + len(wrapped).to_bytes(2, "big") + wrapped + nonce + sealed
+
+
+def decrypt_access_token(ciphertext: bytes) -> str:
+    if not ciphertext.startswith(_VERSION):
+        raise AccessTokenError("unknown access token ciphertext format")
+    body = ciphertext[len(_VERSION) :]
+    wrapper = next((w for w in (_KMS, _LOCAL) if body.startswith(w)), None)
+    if wrapper is None:
+        raise AccessTokenError("unknown key wrapper")
+    body = body[len(wrapper) :]
+    size = int.from_bytes(body[:2], "big")
+    wrapped, nonce, sealed = body[2 : 2 + size], body[2 + size : 14 + size], body[14 + size :]
+    try:
+        return AESGCM(_unwrap(wrapper, wrapped)).decrypt(nonce, sealed, _AAD).decode()
+    except AccessTokenError:
+        raise
+    except Exception as exc:  # a wrong key or a damaged ciphertext: say which, show nothing
+        raise AccessTokenError("the access token does not decrypt with this instance's key") from exc
+
+
+def _wrap(data_key: bytes) -> tuple[bytes, bytes]:
     config = settings()
     if config.kms_key_name:
         from google.cloud import kms
 
-        client = kms.KeyManagementServiceClient()
-        response = client.encrypt(
-            request={
-                "name": config.kms_key_name,
-                "plaintext": token.encode(),
-                "additional_authenticated_data": _AAD,
-            }
+        response = kms.KeyManagementServiceClient().encrypt(
+            request={"name": config.kms_key_name, "plaintext": data_key, "additional_authenticated_data": _KEY_AAD}
         )
-        return _KMS + bytes(response.ciphertext)
+        return _KMS, bytes(response.ciphertext)
     nonce = os.urandom(12)
-    return _LOCAL + nonce + AESGCM(_local_key()).encrypt(nonce, token.encode(), _AAD)
+    return _LOCAL, nonce + AESGCM(_local_key()).encrypt(nonce, data_key, _KEY_AAD)
 
 
-def decrypt_access_token(ciphertext: bytes) -> str:
-    config = settings()
-    if ciphertext.startswith(_KMS):
+def _unwrap(wrapper: bytes, wrapped: bytes) -> bytes:
+    if wrapper == _KMS:
+        config = settings()
         if not config.kms_key_name:
-            raise AccessTokenError("token was encrypted with Cloud KMS but KMS_KEY_NAME is not set")
+            raise AccessTokenError("the token's key was wrapped by Cloud KMS but KMS_KEY_NAME is not set")
         from google.cloud import kms
 
-        client = kms.KeyManagementServiceClient()
-        response = client.decrypt(
-            request={
-                "name": config.kms_key_name,
-                "ciphertext": ciphertext[len(_KMS) :],
-                "additional_authenticated_data": _AAD,
-            }
+        response = kms.KeyManagementServiceClient().decrypt(
+            request={"name": config.kms_key_name, "ciphertext": wrapped, "additional_authenticated_data": _KEY_AAD}
         )
-        return bytes(response.plaintext).decode()
-    if ciphertext.startswith(_LOCAL):
-        body = ciphertext[len(_LOCAL) :]
-        try:
-            return AESGCM(_local_key()).decrypt(body[:12], body[12:], _AAD).decode()
-        except Exception as exc:
-            raise AccessTokenError("token does not decrypt with LOCAL_TOKEN_KEY") from exc
-    raise AccessTokenError("unknown access token ciphertext format")
+        return bytes(response.plaintext)
+    return AESGCM(_local_key()).decrypt(wrapped[:12], wrapped[12:], _KEY_AAD)
 
 
 def _local_key() -> bytes:

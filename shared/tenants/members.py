@@ -135,20 +135,19 @@ def _owners(session: Session) -> int:
     return len(list(session.scalars(select(User.id).where(User.role == "owner"))))
 
 
-def change(
-    tenant_id: uuid.UUID, user_id: uuid.UUID, actor_role: str, role: str | None, outlet_id: uuid.UUID | None
-) -> dict[str, Any]:
-    """A new role and/or outlet scope (outlet_id applies to agents; None clears it)."""
+def change(tenant_id: uuid.UUID, user_id: uuid.UUID, actor_role: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A new `role` and/or `outlet_id` (an agent's scope; None: every outlet). What is not in
+    `changes` stays as it was."""
     with tenant_session(tenant_id) as session:
         user = session.get(User, user_id, with_for_update=True)
         if user is None:
             raise MemberError(404, "no such staff member")
-        new_role = role or user.role
+        new_role = changes.get("role") or user.role
         if "owner" in (user.role, new_role) and actor_role != "owner":
             raise MemberError(409, "only an owner may make or change an owner")
         if user.role == "owner" and new_role != "owner" and _owners(session) <= 1:
             raise MemberError(409, "a business keeps at least one owner")
-        new_outlet = outlet_id if new_role == "agent" else None
+        new_outlet = changes.get("outlet_id", user.outlet_id) if new_role == "agent" else None
         _check_outlet(session, new_role, new_outlet)
         user.role, user.outlet_id = new_role, new_outlet
         session.flush()

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from shared.api.auth import EVERY_ROLE, MANAGING_ROLES, OPERATORS, Operator, Staff
 from shared.api.errors import ApiError
@@ -31,6 +31,13 @@ E164 = r"^\+[1-9][0-9]{6,14}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 META_ID = r"^[0-9]{5,25}$"  # Meta's ids are decimal strings
 SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def _not_null(model: BaseModel, *fields: str) -> None:
+    """A PATCH may leave these out, but not set them to null: they always have a value."""
+    for field in fields:
+        if field in model.model_fields_set and getattr(model, field) is None:
+            raise ValueError(f"{field} may be left out but not null")
 
 
 def _refuse(error: members.MemberError | outlets.OutletError | tenants.TenantError) -> ApiError:
@@ -59,6 +66,11 @@ class TenantUpdate(BaseModel):
     contact_name: str | None = Field(None, max_length=200)
     contact_email: str | None = Field(None, max_length=254, pattern=EMAIL)
     contact_phone: str | None = Field(None, pattern=E164, description="E.164, e.g. +628111000200.")
+
+    @model_validator(mode="after")
+    def _named(self) -> TenantUpdate:
+        _not_null(self, "name", "status")
+        return self
 
 
 class PlatformTenantUpdate(TenantUpdate):
@@ -191,7 +203,12 @@ class OutletUpdate(BaseModel):
     knowledge_base_ids: list[uuid.UUID] | None = Field(
         None, max_length=50, description="Answer only from these; null: from all of the tenant's."
     )
-    business_hours: BusinessHours | None = None
+    business_hours: BusinessHours | None = Field(None, description="null: always open.")
+
+    @model_validator(mode="after")
+    def _named(self) -> OutletUpdate:
+        _not_null(self, "name")
+        return self
 
 
 class OutletPath(BaseModel):
@@ -304,8 +321,13 @@ class Invitation(BaseModel):
 
 
 class MemberChange(BaseModel):
-    role: Role | None = None
-    outlet_id: uuid.UUID | None = Field(None, description="For an agent; null: every outlet.")
+    role: Role | None = Field(None, description="Left out: unchanged.")
+    outlet_id: uuid.UUID | None = Field(None, description="For an agent; null: every outlet; left out: unchanged.")
+
+    @model_validator(mode="after")
+    def _role_given(self) -> MemberChange:
+        _not_null(self, "role")
+        return self
 
 
 class MemberPath(BaseModel):
@@ -342,7 +364,7 @@ def change_staff(staff: Staff, path: MemberPath, body: MemberChange) -> MemberVi
     """A new role or outlet: their sessions end, and they sign in again with the new access."""
     _may_grant(staff, body.role)
     try:
-        changed = members.change(staff.tenant_id, path.user_id, staff.role, body.role, body.outlet_id)
+        changed = members.change(staff.tenant_id, path.user_id, staff.role, body.model_dump(exclude_unset=True))
     except members.MemberError as error:
         raise _refuse(error) from error
     return MemberView.model_validate(changed)

@@ -19,7 +19,16 @@ from sqlalchemy import select
 from emulators.stack import LocalStack
 from shared.billing import account
 from shared.conversations.handoff import HANDOFF_NOTICE
-from shared.db.models import BillableMessage, Conversation, Invoice, Outlet, Subscription, Tenant, UsageRecord
+from shared.db.models import (
+    BillableMessage,
+    Conversation,
+    Document,
+    Invoice,
+    Outlet,
+    Subscription,
+    Tenant,
+    UsageRecord,
+)
 from shared.db.tenancy import tenant_session
 from tests.billing import workers
 from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
@@ -203,3 +212,38 @@ def test_a_period_starts_at_midnight_in_the_tenants_zone() -> None:
         2026, 12, 1
     )
     assert account.period_containing(datetime(2026, 12, 31, 17, 30, tzinfo=UTC), "Etc/UTC").key == date(2026, 12, 1)
+
+
+def test_knowledge_limits_say_which_limit_and_how_to_raise_it(stack: LocalStack, shop: tuple[Business, str]) -> None:
+    business, owner = shop
+    first = call(stack, "knowledge-api", "POST", "/knowledge-bases", owner, json={"name": "Obat"})
+    assert first.status_code == 201, first.text
+    second = call(stack, "knowledge-api", "POST", "/knowledge-bases", owner, json={"name": "Vitamin"})
+    assert second.status_code == 409
+    error = second.json()["error"]
+    assert error["code"] == "plan_limit"
+    assert error["details"] == [{"limit": "knowledge_bases", "allowed": 1, "plan": "starter", "upgrade_to": "growth"}]
+    assert "upgrade to the growth plan" in error["message"]
+
+    kb = first.json()["id"]
+    with tenant_session(business.tenant_id) as session:  # 45 MB of the starter plan's 50 already kept
+        session.add(
+            Document(
+                tenant_id=business.tenant_id,
+                knowledge_base_id=uuid.UUID(kb),
+                bucket="documents",
+                object_name=f"tenants/{business.tenant_id}/knowledge/{kb}/katalog.pdf",
+                generation=1,
+                content_type="application/pdf",
+                size_bytes=45 * 1024 * 1024,
+                status="ready",
+            )
+        )
+    fits = {"file_name": "kecil.pdf", "content_type": "application/pdf", "size_bytes": 4 * 1024 * 1024}
+    assert (
+        call(stack, "knowledge-api", "POST", f"/knowledge-bases/{kb}/upload-url", owner, json=fits).status_code == 201
+    )
+    too_much = {**fits, "size_bytes": 6 * 1024 * 1024}
+    answer = call(stack, "knowledge-api", "POST", f"/knowledge-bases/{kb}/upload-url", owner, json=too_much)
+    assert answer.status_code == 409
+    assert answer.json()["error"]["details"][0]["limit"] == "storage_mb"

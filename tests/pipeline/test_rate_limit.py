@@ -17,7 +17,7 @@ from shared.api import ratelimit
 from shared.cloud.settings import settings
 from shared.db.models import Outlet
 from shared.db.tenancy import tenant_session
-from tests.pipeline.driver import Meta, id_token, new_customer
+from tests.pipeline.driver import Meta, id_token, new_customer, wait_for
 from tests.pipeline.operators import call
 from tests.pipeline.staff import add_business
 
@@ -49,7 +49,9 @@ def test_the_101st_request_in_a_minute_waits(stack: LocalStack) -> None:
         number = session.get_one(Outlet, limited.outlet_id).phone_number_id
     meta = Meta(stack.info)
     meta.phone_number_id = number
-    meta.say(new_customer(), "halo")
+    customer = new_customer()
+    meta.say(customer, "halo")
+    wait_for(lambda: meta.sends_to(customer), timeout=60)  # answered, and nothing left in flight
 
 
 def test_the_demo_enterprise_tenant_has_a_thousand(stack: LocalStack) -> None:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from emulators.stack import LocalStack
 from shared.conversations import dashboard
-from tests.pipeline.driver import wait_for
+from shared.conversations.handoff import HANDOFF_NOTICE
+from shared.conversations.hours import DAYS
+from tests.pipeline.driver import Meta, new_customer, wait_for
 from tests.pipeline.operators import NewBusiness, call, make_operator, new_business, register_number, sign_in_with_link
 from tests.pipeline.staff import plant_conversation
 from tests.test_dashboard import read
@@ -147,3 +151,35 @@ def test_changes_and_reads_of_customer_data_are_audited(stack: LocalStack, shop:
 
     _, agent = invite(stack, shop, "agent")
     assert call(stack, "tenant-api", "GET", "/api/v1/audit-log", agent).status_code == 403
+
+
+def test_outside_business_hours_the_handoff_says_when_staff_are_back(stack: LocalStack, shop: NewBusiness) -> None:
+    token = f"EAAG{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    outlet = connect(stack, shop, token)
+    now = datetime.now(ZoneInfo("Asia/Jakarta"))
+    span = ["13:00", "14:00"] if now.hour < 12 else ["01:00", "02:00"]  # closed now, whatever the hour
+    hours = {"timezone": "Asia/Jakarta", "weekly": {day: [span] for day in DAYS}}
+    answer = call(
+        stack,
+        "tenant-api",
+        "PATCH",
+        f"/api/v1/outlets/{outlet['id']}",
+        shop.owner_token,
+        json={"business_hours": hours},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["business_hours"]["weekly"]["mon"] == [span]
+    bad = {"business_hours": {"weekly": {"mon": [["18:00", "09:00"]]}}}
+    assert (
+        call(stack, "tenant-api", "PATCH", f"/api/v1/outlets/{outlet['id']}", shop.owner_token, json=bad).status_code
+        == 400
+    )
+
+    meta = Meta(stack.info)
+    meta.phone_number_id = outlet["phone_number_id"]
+    customer = new_customer()
+    meta.say(customer, "saya mau bicara dengan manusia")
+    [notice] = wait_for(lambda: meta.sends_to(customer), timeout=60)
+    text = notice["body"]["text"]["body"]
+    assert text.startswith(HANDOFF_NOTICE["id"])
+    assert f"pukul {span[0]}" in text
