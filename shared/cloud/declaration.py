@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -87,13 +87,28 @@ class BucketConfig(_Strict):
     local_name: str
 
 
+Secret = Literal["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "OPENAI_API_KEY"]  # Secret Manager, as env vars
+SECRETS: tuple[str, ...] = get_args(Secret)
+_ROLE = re.compile(r"^[a-z]+\.[A-Za-z.]+$")
+
+
 class FunctionDeclaration(_Strict):
     entry_point: str
     description: str
     trigger: Trigger
+    roles: list[str] = Field(default_factory=list)  # of its own service account, without "roles/"
+    secrets: list[Secret] = Field(default_factory=list)
     memory: str = "512Mi"
+    min_instances: int = 0
     max_instances: int = 10
     timeout_seconds: int = 60
+
+    @model_validator(mode="after")
+    def _roles_are_role_names(self) -> FunctionDeclaration:
+        bad = [role for role in self.roles if not _ROLE.match(role)]
+        if bad:
+            raise ValueError(f"not IAM role names (give them without 'roles/'): {bad}")
+        return self
 
 
 class Declaration(_Strict):
