@@ -1,8 +1,9 @@
 """`scripts/package`: each function's source archive for Cloud Run functions, reproducibly.
 
 An archive holds what the Python build of Cloud Run functions expects at its root: the
-function's `main.py`, the `shared/` package, and a `requirements.txt` pinning every production
-dependency (and theirs) to the version this checkout was tested with. Entries are sorted, with
+function's `main.py`, the `shared/` package, `functions/functions.yaml` (the declaration it
+reads at run time), and a `requirements.txt` pinning every production dependency (and theirs)
+to the version this checkout was tested with. Entries are sorted, with
 a fixed timestamp and permissions, so the same sources give the same bytes; the SHA-256 goes
 into the object name (`<function>-<hash>.zip`), because a function redeploys only when the
 object it is built from changes its name. `build/functions/manifest.json` lists them for
@@ -55,7 +56,11 @@ def _canonical(name: str) -> str:
 
 def _files(function: str) -> list[tuple[str, bytes]]:
     """(name in the archive, content) of one function, sorted by name."""
-    entries = {"main.py": (FUNCTIONS_DIR / function / "main.py").read_bytes()}
+    entries = {
+        "main.py": (FUNCTIONS_DIR / function / "main.py").read_bytes(),
+        # shared.cloud.declaration reads it at run time (topics, queues, the sender's URL).
+        "functions/functions.yaml": (FUNCTIONS_DIR / "functions.yaml").read_bytes(),
+    }
     shared = REPO_ROOT / "shared"
     for path in shared.rglob("*"):
         relative = path.relative_to(REPO_ROOT).as_posix()

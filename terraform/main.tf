@@ -8,33 +8,40 @@ locals {
   queues      = local.declaration.queues
   buckets     = local.declaration.buckets
   archives    = jsondecode(file("${path.module}/../build/functions/manifest.json"))
-  suffix      = var.environment == "production" ? "" : "-${var.environment}"
   labels      = { app = "whatsapp-crm", environment = var.environment }
 
   http_functions     = { for name, fn in local.functions : name => fn if fn.trigger.kind == "http" }
   public_functions   = { for name, fn in local.http_functions : name => fn if try(fn.trigger.public, false) }
+  operator_functions = { for name, fn in local.http_functions : name => fn if try(fn.trigger.operators, false) }
+  staff_apis         = { for name, fn in local.http_functions : name => fn if try(fn.trigger.api, null) != null }
   pubsub_functions   = { for name, fn in local.functions : name => fn if fn.trigger.kind == "pubsub" }
   storage_functions  = { for name, fn in local.functions : name => fn if fn.trigger.kind == "storage" }
   task_functions     = { for name, fn in local.functions : name => fn if fn.trigger.kind == "task_queue" }
   schedule_functions = { for name, fn in local.functions : name => fn if fn.trigger.kind == "schedule" }
-  # Roles granted on one resource rather than the project: KMS on the token key, storage on the bucket.
-  key_roles    = ["cloudkms.cryptoKeyEncrypter", "cloudkms.cryptoKeyDecrypter"]
-  bucket_roles = ["storage.objectUser", "storage.objectViewer"]
-  project_roles = merge([
+
+  # Roles granted on one resource rather than the project (see functions/functions.yaml).
+  scoped_roles = {
+    "cloudkms.cryptoKeyEncrypter"    = "token_key"
+    "cloudkms.cryptoKeyDecrypter"    = "token_key"
+    "storage.objectUser"             = "documents_bucket"
+    "storage.objectViewer"           = "documents_bucket"
+    "iam.serviceAccountTokenCreator" = "own_account"
+    "iam.serviceAccountUser"         = "task_identity"
+  }
+  function_roles = merge([
     for name, fn in local.functions : {
-      for role in try(fn.roles, []) : "${name}/${role}" => { function = name, role = role }
-      if !contains(concat(local.key_roles, local.bucket_roles), role)
+      for role in try(fn.roles, []) : "${name}/${role}" => {
+        function = name
+        role     = "roles/${role}"
+        scope    = lookup(local.scoped_roles, role, "project")
+      }
     }
   ]...)
-  resource_roles = merge([
+  # A staff API's rate limit counts in Memorystore, whose URL carries its AUTH string: a secret.
+  function_secrets = merge([
     for name, fn in local.functions : {
-      for role in try(fn.roles, []) : "${name}/${role}" => { function = name, role = role }
-      if contains(concat(local.key_roles, local.bucket_roles), role)
-    }
-  ]...)
-  secret_env = merge([
-    for name, fn in local.functions : {
-      for secret in try(fn.secrets, []) : "${name}/${secret}" => { function = name, secret = secret }
+      for secret in concat(try(fn.secrets, []), contains(keys(local.staff_apis), name) ? ["REDIS_URL"] : []) :
+      "${name}/${secret}" => { function = name, secret = secret }
     }
   ]...)
 }

@@ -49,3 +49,15 @@ variable "per_ip_requests_per_minute" {
   default     = 600
   description = "Cloud Armor's limit per client IP on the staff APIs (the webhook is exempt: Meta's IPs retry)."
 }
+
+variable "qdrant_version" {
+  type        = string
+  default     = "v1.13.6"
+  description = "The Qdrant image tag when Qdrant runs on Cloud Run (qdrant_url empty)."
+}
+
+variable "operators" {
+  type        = list(string)
+  default     = []
+  description = "Ops principals (user:, group:) who may run database-migrate and read the dead letters."
+}

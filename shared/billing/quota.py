@@ -98,6 +98,11 @@ def charge_reply(session: Session, tenant: Tenant, key: str) -> Charge:
     if number >= plan.messages and subscription.quota_warned_period != period.key:
         subscription.quota_warned_period = period.key
         _publish(pubsub.QUOTA_WARNING, tenant, subscription, period, number)
+        # The "tenant over its quota" alert (terraform/monitoring.tf) matches this line.
+        log.warning(
+            "tenant reached its monthly quota",
+            extra={"tenant_id": str(tenant.id), "plan": plan.name, "used": number, "quota": plan.messages},
+        )
     return Charge(True, kind, number)
 
 

@@ -27,7 +27,8 @@ class _Strict(BaseModel):
 
 class HttpTrigger(_Strict):
     kind: Literal["http"]
-    public: bool = False
+    public: bool = False  # anyone may call it, through the HTTPS load balancer (edge.tf)
+    operators: bool = False  # ops call it with their Google identity (IAM), from anywhere
     api: str | None = None  # "module:attribute" of the StaffApi it serves, for its OpenAPI document
 
 
@@ -35,8 +36,10 @@ class PubSubTrigger(_Strict):
     kind: Literal["pubsub"]
     topic: str
     ordering: bool = False
-    ack_deadline_seconds: int = 60
-    max_delivery_attempts: int = 20
+    ack_deadline_seconds: int = Field(default=60, ge=10, le=600)  # a push waits this long for the answer
+    min_backoff_seconds: int = Field(default=10, ge=0, le=600)  # Pub/Sub's exponential redelivery
+    max_backoff_seconds: int = Field(default=600, ge=0, le=600)
+    max_delivery_attempts: int = Field(default=20, ge=5, le=100)  # then the dead-letter topic
 
 
 class StorageTrigger(_Strict):
@@ -87,7 +90,9 @@ class BucketConfig(_Strict):
     local_name: str
 
 
-Secret = Literal["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "OPENAI_API_KEY"]  # Secret Manager, as env vars
+Secret = Literal[  # Secret Manager secrets, read as environment variables of the same name
+    "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "OPENAI_API_KEY", "QDRANT_API_KEY", "DATABASE_OWNER_PASSWORD"
+]
 SECRETS: tuple[str, ...] = get_args(Secret)
 _ROLE = re.compile(r"^[a-z]+\.[A-Za-z.]+$")
 
@@ -125,6 +130,8 @@ class Declaration(_Strict):
             trigger = fn.trigger
             if isinstance(trigger, PubSubTrigger) and trigger.topic not in self.topics:
                 raise ValueError(f"function {name} listens to undeclared topic {trigger.topic!r}")
+            if isinstance(trigger, PubSubTrigger) and trigger.ack_deadline_seconds < fn.timeout_seconds:
+                raise ValueError(f"function {name}: a push would be redelivered while it still runs")
             if isinstance(trigger, TaskQueueTrigger) and trigger.queue not in self.queues:
                 raise ValueError(f"function {name} targets undeclared queue {trigger.queue!r}")
             if isinstance(trigger, StorageTrigger) and trigger.bucket not in self.buckets:

@@ -28,7 +28,8 @@ _TRACE_KEY = "logging.googleapis.com/trace"
 class _CloudLoggingContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.function = function_name.get()
-        record.tenant_id = tenant_id.get()
+        if getattr(record, "tenant_id", None) is None:  # a line may name its tenant itself (extra=)
+            record.tenant_id = tenant_id.get()
         trace = trace_id.get()
         if trace:
             setattr(record, _TRACE_KEY, f"projects/{settings().google_cloud_project}/traces/{trace}")
@@ -66,16 +67,3 @@ def tenant_scope(tenant: object) -> Iterator[None]:
         yield
     finally:
         tenant_id.reset(token)
-
-
-def trace_from_headers(headers: Any) -> str | None:
-    """The trace id of a request: `traceparent` (W3C) or Google's `X-Cloud-Trace-Context`."""
-    parent = headers.get("traceparent")
-    if parent:
-        parts = str(parent).split("-")
-        if len(parts) >= 3 and len(parts[1]) == 32:
-            return parts[1]
-    cloud = headers.get("X-Cloud-Trace-Context")
-    if cloud:
-        return str(cloud).split("/", 1)[0] or None
-    return None

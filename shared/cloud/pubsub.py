@@ -26,6 +26,7 @@ from google.api_core.exceptions import (
 from google.api_core.retry import Retry, if_exception_type
 from google.pubsub_v1 import PubsubMessage
 
+from shared.cloud import tracing
 from shared.cloud.declaration import declaration
 from shared.cloud.settings import settings
 
@@ -79,7 +80,8 @@ def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
     by_topic: dict[str, list[PubsubMessage]] = {}
     for event in events:
         body = json.dumps(event.data, separators=(",", ":"), default=str).encode()
-        message = PubsubMessage(data=body, ordering_key=event.ordering_key, attributes=dict(event.attributes or {}))
+        attributes = {**tracing.outgoing(), **(event.attributes or {})}  # the trace travels with it
+        message = PubsubMessage(data=body, ordering_key=event.ordering_key, attributes=attributes)
         by_topic.setdefault(topic_path(event.topic), []).append(message)
     ids: list[str] = []
     for topic, messages in by_topic.items():

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from shared.cloud import logs
+from shared.cloud import logs, tracing
 from shared.cloud.pubsub import MalformedEvent
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,15 @@ def http_function(
 
         @functools.wraps(handler)
         def entry(request: Any) -> R | tuple[dict[str, str], int]:
+            if request.method == "GET" and request.path == HEALTH_PATH:
+                return {"status": "ok", "function": name}, 200
             fn_token = logs.function_name.set(name)
-            trace_token = logs.trace_id.set(logs.trace_from_headers(request.headers))
             try:
-                if request.method == "GET" and request.path == HEALTH_PATH:
-                    return {"status": "ok", "function": name}, 200
                 if methods is not None and request.method not in methods:
                     return {"error": f"method {request.method} not allowed"}, 405
-                return handler(request)
+                with tracing.span(name, request.headers):
+                    return handler(request)
             finally:
-                logs.trace_id.reset(trace_token)
                 logs.function_name.reset(fn_token)
                 heap.settle()
 
@@ -93,30 +92,34 @@ def event_function(
         @functools.wraps(handler)
         def entry(cloud_event: Any) -> None:
             fn_token = logs.function_name.set(name)
-            trace_token = logs.trace_id.set(_trace_of(cloud_event))
             try:
-                age = _age(cloud_event)
-                if max_age is not None and age is not None and age > max_age:
-                    log.warning(
-                        "dropping event older than %s",
-                        max_age,
-                        extra={"event_id": cloud_event["id"], "age_seconds": age.total_seconds()},
-                    )
-                    return
-                handler(cloud_event)
-            except MalformedEvent as exc:
-                log.error("acknowledging an event no retry can fix: %s", exc, extra={"event_id": cloud_event["id"]})
-            except Exception:
-                log.exception("event handling failed; asking for a redelivery", extra={"event_id": cloud_event["id"]})
-                raise
+                with tracing.span(name, _trace_carrier(cloud_event)):
+                    _handle(handler, cloud_event, max_age)
             finally:
-                logs.trace_id.reset(trace_token)
                 logs.function_name.reset(fn_token)
                 heap.settle()
 
         return entry
 
     return wrap
+
+
+def _handle(handler: Callable[[Any], None], cloud_event: Any, max_age: timedelta | None) -> None:
+    age = _age(cloud_event)
+    if max_age is not None and age is not None and age > max_age:
+        log.warning(
+            "dropping event older than %s",
+            max_age,
+            extra={"event_id": cloud_event["id"], "age_seconds": age.total_seconds()},
+        )
+        return
+    try:
+        handler(cloud_event)
+    except MalformedEvent as exc:
+        log.error("acknowledging an event no retry can fix: %s", exc, extra={"event_id": cloud_event["id"]})
+    except Exception:
+        log.exception("event handling failed; asking for a redelivery", extra={"event_id": cloud_event["id"]})
+        raise
 
 
 def _age(cloud_event: Any) -> timedelta | None:
@@ -132,6 +135,16 @@ def _age(cloud_event: Any) -> timedelta | None:
     return datetime.now(UTC) - sent
 
 
-def _trace_of(cloud_event: Any) -> str | None:
+def _trace_carrier(cloud_event: Any) -> dict[str, str]:
+    """Where an event's trace travels: the Pub/Sub message's attributes (a push delivery), or
+    the CloudEvent's `traceparent` extension (Eventarc)."""
+    carrier: dict[str, str] = {}
     parent = cloud_event.get("traceparent") if hasattr(cloud_event, "get") else None
-    return logs.trace_from_headers({"traceparent": parent}) if parent else None
+    if parent:
+        carrier[tracing.TRACEPARENT] = str(parent)
+    data = getattr(cloud_event, "data", None)
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    if isinstance(attributes, dict) and isinstance(attributes.get(tracing.TRACEPARENT), str):
+        carrier[tracing.TRACEPARENT] = attributes[tracing.TRACEPARENT]
+    return carrier

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     instance_connection_name: str | None = None
     db_user: str = "crm_app"
     db_password: SecretStr | None = None  # omit to use IAM database authentication
+    # The owner role on Cloud SQL, for database-migrate only (a password user Terraform makes).
+    db_owner_user: str = "crm_owner"
+    database_owner_password: SecretStr | None = None
     db_name: str = "whatsapp_crm"
     db_pool_size: int = 5
 

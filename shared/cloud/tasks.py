@@ -17,6 +17,7 @@ from google.api_core.exceptions import Aborted, Conflict
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
+from shared.cloud import tracing
 from shared.cloud.declaration import declaration
 from shared.cloud.settings import settings
 
@@ -44,7 +45,7 @@ def enqueue(queue: str, task_id: str, payload: dict[str, Any], delay_seconds: fl
     http_request: dict[str, Any] = {
         "http_method": tasks_v2.HttpMethod.POST,
         "url": f"{config.functions_base_url.rstrip('/')}/{target}",
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **tracing.outgoing()},  # the sender continues the trace
         "body": json.dumps(payload, separators=(",", ":")).encode(),
     }
     if config.tasks_service_account:

@@ -354,6 +354,16 @@ def _write_reply(
                 handoff.hand_off(session, tenant, conversation, SUSPENDED, texts)
             else:
                 reply_id = _insert_reply(session, tenant_id, conversation, claim, answer)
+                # Read by the log-based metrics of terraform/monitoring.tf (AI cost per conversation).
+                log.info(
+                    "AI reply written",
+                    extra={
+                        "conversation_id": str(conversation_id),
+                        "llm_model": answer.model,
+                        "llm_cost_usd": float(answer.cost_usd or 0),
+                        "low_confidence": answer.low_confidence,
+                    },
+                )
                 if answer.low_confidence and handoff.too_many_low_confidence(_recent(session, conversation.id)):
                     # The third "I don't know" goes out, then the notice: a person takes over now,
                     # not at the customer's next message.

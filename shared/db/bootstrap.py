@@ -1,7 +1,9 @@
 """Create the roles and the database on a PostgreSQL server we are superuser of, then migrate.
 
-For the local runtime (scripts/dev) and the tests. In production Terraform creates the same
-roles on Cloud SQL and a deploy step runs `python -m shared.db.migrate upgrade`.
+For the local runtime (scripts/dev) and the tests. On Cloud SQL, where nobody is superuser,
+`prepare_cloud_sql` does the same as crm_owner (a password user Terraform creates), and each
+function logs in as its own IAM user, a member of crm_app: ops run it after each deploy through
+the database-migrate function (README, "Deploy").
 
 Roles:
 - crm_owner: owns the database and the tables, runs migrations; subject to row-level
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from shared.db.engine import normalize_url
-from shared.db.migrate import upgrade
+from shared.db.migrate import upgrade, upgrade_with
 
 OWNER_ROLE = "crm_owner"
 APP_ROLE = "crm_app"
@@ -107,3 +109,35 @@ def prepare_database(
     finally:
         engine.dispose()
     return urls
+
+
+# Cloud SQL names IAM service-account users "<account>@<project>.iam"; ours are fn-<function>.
+_FUNCTION_USERS = r"^fn-[a-z0-9-]+@[a-z0-9-]+\.iam$"
+
+
+def prepare_cloud_sql(owner: Engine, db_name: str) -> dict[str, object]:
+    """Idempotently, as crm_owner on Cloud SQL: crm_app and crm_platform as NOLOGIN group roles,
+    every function's IAM user made a member of crm_app, the database owned by crm_owner and
+    closed to PUBLIC, then the migrations to head. Returns the revision and the members."""
+    with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+        try:
+            for role in (APP_ROLE, PLATFORM_ROLE):
+                if not _exists(connection, "SELECT 1 FROM pg_roles WHERE rolname = :name", role):
+                    _execute(connection, f"CREATE ROLE %I NOLOGIN {_RESTRICTED}", role)
+            owner_role = connection.execute(text("SELECT current_user")).scalar_one()
+            _execute(connection, "GRANT %I TO %I WITH INHERIT FALSE, SET TRUE", PLATFORM_ROLE, owner_role)
+            _execute(connection, "ALTER DATABASE %I OWNER TO %I", db_name, owner_role)
+            _execute(connection, "REVOKE ALL ON DATABASE %I FROM PUBLIC", db_name)
+            _execute(connection, "GRANT CONNECT ON DATABASE %I TO %I", db_name, APP_ROLE)
+            members = list(
+                connection.execute(
+                    text("SELECT rolname FROM pg_roles WHERE rolname ~ :pattern ORDER BY rolname"),
+                    {"pattern": _FUNCTION_USERS},
+                ).scalars()
+            )
+            for member in members:
+                _execute(connection, "GRANT %I TO %I", APP_ROLE, member)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+    return {"revision": upgrade_with(owner), "crm_app_members": members}

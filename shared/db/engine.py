@@ -11,12 +11,15 @@ many requests and each engine owns a pool of connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
@@ -78,22 +81,42 @@ def engine_for_url(url: str, **options: Any) -> Engine:
     return _prepare(create_engine(normalize_url(url), **{**_pool_options(settings()), **options}))
 
 
-def _cloud_sql_engine(cfg: Settings, instance: str) -> tuple[Engine, Any]:
+def _cloud_sql_engine(cfg: Settings, instance: str, user: str, password: SecretStr | None) -> tuple[Engine, Any]:
     """Connect through the Cloud SQL connector: IAM-authorised TLS, no IP allow-lists."""
     from google.cloud.sql.connector import Connector
 
     # "lazy" refreshes certificates on demand: Cloud Run throttles CPU between requests.
     connector = Connector(ip_type=os.environ.get("DB_IP_TYPE", "PRIVATE"), refresh_strategy="lazy")
-    auth: dict[str, Any] = (
-        {"password": cfg.db_password.get_secret_value()} if cfg.db_password else {"enable_iam_auth": True}
-    )
+    auth: dict[str, Any] = {"password": password.get_secret_value()} if password else {"enable_iam_auth": True}
 
     def connect() -> Any:
-        return connector.connect(instance, "pg8000", user=cfg.db_user, db=cfg.db_name, **auth)
+        return connector.connect(instance, "pg8000", user=user, db=cfg.db_name, **auth)
 
     engine = _prepare(create_engine("postgresql+pg8000://", creator=connect, **_pool_options(cfg)))
-    log.info("database engine: Cloud SQL %s, database %s, user %s", instance, cfg.db_name, cfg.db_user)
+    log.info("database engine: Cloud SQL %s, database %s, user %s", instance, cfg.db_name, user)
     return engine, connector
+
+
+@contextlib.contextmanager
+def owner_engine() -> Iterator[Engine]:
+    """The owner role (crm_owner), for migrations only: DATABASE_ADMIN_URL, or on Cloud SQL the
+    password user Terraform creates (DATABASE_OWNER_PASSWORD). Disposed when the block ends."""
+    cfg = settings()
+    connector = None
+    if cfg.database_admin_url is not None:
+        engine = engine_for_url(cfg.database_admin_url.get_secret_value(), pool_size=1)
+    elif cfg.instance_connection_name and cfg.database_owner_password:
+        engine, connector = _cloud_sql_engine(
+            cfg, cfg.instance_connection_name, cfg.db_owner_user, cfg.database_owner_password
+        )
+    else:
+        raise RuntimeError("no owner role configured: set DATABASE_ADMIN_URL, or DATABASE_OWNER_PASSWORD on Cloud SQL")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if connector is not None:
+            connector.close()
 
 
 def get_engine() -> Engine:
@@ -106,7 +129,7 @@ def get_engine() -> Engine:
                 _engine = engine_for_url(cfg.database_url.get_secret_value())
                 log.info("database engine: %s", _engine.url.render_as_string(hide_password=True))
             elif cfg.instance_connection_name:
-                _engine, _connector = _cloud_sql_engine(cfg, cfg.instance_connection_name)
+                _engine, _connector = _cloud_sql_engine(cfg, cfg.instance_connection_name, cfg.db_user, cfg.db_password)
             else:
                 raise RuntimeError(
                     "no database configured: run scripts/dev (it starts PostgreSQL and exports "

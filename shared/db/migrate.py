@@ -22,7 +22,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
 from shared.cloud.settings import settings
 from shared.db.engine import normalize_url
@@ -44,6 +46,15 @@ def alembic_config(admin_url: str | None = None) -> Config:
 
 def upgrade(admin_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(admin_url), revision)
+
+
+def upgrade_with(owner: Engine, revision: str = "head") -> str | None:
+    """Migrate over an engine of the owner role; return the revision the database is now at."""
+    config = alembic_config()
+    config.attributes["engine"] = owner
+    command.upgrade(config, revision)
+    with owner.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def downgrade(admin_url: str, revision: str) -> None:
