@@ -52,12 +52,16 @@ variable "per_ip_requests_per_minute" {
 
 variable "qdrant_version" {
   type        = string
-  default     = "v1.13.6"
+  default     = "v1.20.0" # within one minor version of the qdrant-client the functions pin
   description = "The Qdrant image tag when Qdrant runs on Cloud Run (qdrant_url empty)."
 }
 
 variable "operators" {
   type        = list(string)
   default     = []
-  description = "Ops principals (user:, group:) who may run database-migrate and read the dead letters."
+  description = "Ops principals (user:..., group:...) who may call database-migrate."
+  validation {
+    condition     = alltrue([for member in var.operators : can(regex("^(user|group|serviceAccount):", member))])
+    error_message = "operators are IAM members: user:..., group:... or serviceAccount:..."
+  }
 }

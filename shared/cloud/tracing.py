@@ -40,7 +40,8 @@ def _tracer() -> trace.Tracer:
         from opentelemetry.exporter.cloud_trace import CloudTraceSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(CloudTraceSpanExporter(project_id=config.google_cloud_project)))
+        exporter = CloudTraceSpanExporter(project_id=config.google_cloud_project)  # type: ignore[no-untyped-call]
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider.get_tracer("shared.cloud.tracing")
 
 

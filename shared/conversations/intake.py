@@ -135,6 +135,10 @@ def receive(request: Any) -> Response:
     except Exception:
         log.exception("could not publish webhook events; Meta will deliver again")
         return {"error": "temporarily unavailable"}, 503
+    for event in batch.events:
+        if isinstance(event, InboundMessage) and event.phone_number_id not in unknown_numbers:
+            # The first line of the message's trace (shared/cloud/tracing.py); the rest follow it.
+            log.info("customer message accepted", extra={"wa_message_id": event.id, "message_type": event.type})
     return {
         "status": "ok",
         "published": len(outgoing),

@@ -66,6 +66,7 @@ def _normalise(block: Any) -> Any:
 @dataclass
 class Terraform:
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data_sources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +81,10 @@ class Terraform:
                         if (kind, name) in parsed.resources:
                             raise Unreadable(f"resource {kind}.{name} is defined twice")
                         parsed.resources[(kind, name)] = body
+            for group in document.get("data", []):
+                for kind, named in group.items():
+                    for name, body in named.items():
+                        parsed.data_sources[(kind, name)] = body
             for group in document.get("locals", []):
                 parsed.locals.update(group)
             for group in document.get("variable", []):
