@@ -466,3 +466,19 @@ resource "google_bigquery_dataset" "analytics" {
   depends_on                 = [google_project_service.apis]
   #checkov:skip=CKV_GCP_81:Google-managed encryption at rest until the analytics issue decides what it holds
 }
+
+# Firebase Auth (Identity Platform): staff sign in with email and password, or with the
+# sign-in link of their invite; roles travel as custom claims our code sets.
+resource "google_identity_platform_config" "auth" {
+  project                    = var.project
+  autodelete_anonymous_users = true
+  authorized_domains         = [var.domain, regex("^https?://([^/:]+)", var.dashboard_url)[0]]
+  sign_in {
+    allow_duplicate_emails = false
+    email {
+      enabled           = true
+      password_required = false # invites' email links sign in too
+    }
+  }
+  depends_on = [google_project_service.apis]
+}

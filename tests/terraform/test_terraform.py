@@ -211,3 +211,19 @@ def test_log_based_metrics_match_the_lines_the_code_writes() -> None:
     sources = "".join(p.read_text() for p in (REPO_ROOT / "shared").rglob("*.py"))
     for message in messages:
         assert message.rstrip("%") in sources, f"no code logs {message!r}"
+
+
+def test_only_public_and_operator_functions_accept_traffic_from_outside() -> None:
+    model = Model(TERRAFORM, DECLARATION)
+    [body] = model.tf.of_type("google_cloudfunctions2_function").values()
+    ingress = " ".join(str(body["service_config"][0]["ingress_settings"]).split())
+    assert ingress == (
+        '${(contains(keys(local.public_functions), each.key) ? "ALLOW_INTERNAL_AND_GCLB" : '
+        'contains(keys(local.operator_functions), each.key) ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY")}'
+    )
+    public = set(model.collection("local.public_functions"))
+    operators = set(model.collection("local.operator_functions"))
+    assert operators == {"database-migrate"}
+    assert "conversation" not in public | operators  # reached by its push subscription only
+    invoked_by_all = set(model.instances("google_cloud_run_service_iam_member", "public"))
+    assert invoked_by_all == public  # allUsers only where the load balancer fronts it
