@@ -113,6 +113,31 @@ resource "google_service_networking_connection" "private_services" {
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
 }
 
+# The functions' way out to Meta's Graph API and OpenAI: one static address.
+resource "google_compute_address" "egress" {
+  name   = "functions-egress"
+  region = var.region
+}
+
+resource "google_compute_router" "egress" {
+  name    = "functions-egress"
+  region  = var.region
+  network = google_compute_network.main.id
+}
+
+resource "google_compute_router_nat" "egress" {
+  name                               = "functions-egress"
+  router                             = google_compute_router.egress.name
+  region                             = var.region
+  nat_ip_allocate_option             = "MANUAL_ONLY"
+  nat_ips                            = [google_compute_address.egress.self_link]
+  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
+  log_config {
+    enable = true
+    filter = "ERRORS_ONLY"
+  }
+}
+
 resource "google_vpc_access_connector" "functions" {
   name          = "functions"
   region        = var.region

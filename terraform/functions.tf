@@ -125,7 +125,9 @@ resource "google_cloudfunctions2_function" "functions" {
       contains(keys(local.operator_functions), each.key) ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     )
     vpc_connector                 = google_vpc_access_connector.functions.id
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
+    # All egress through the VPC: Qdrant's internal ingress admits only VPC traffic, and Meta and
+    # OpenAI see the one address of Cloud NAT (data.tf).
+    vpc_connector_egress_settings = "ALL_TRAFFIC"
     environment_variables = merge(local.function_env, {
       # Its IAM database user: the service account's email without ".gserviceaccount.com".
       DB_USER = trimsuffix(google_service_account.functions[each.key].email, ".gserviceaccount.com")

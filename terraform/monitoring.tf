@@ -86,6 +86,29 @@ resource "google_logging_metric" "handoffs" {
   }
 }
 
+resource "google_logging_metric" "active_conversations" {
+  name   = "whatsapp_crm/active_conversations"
+  filter = "${local.on_cloud_run} AND jsonPayload.message = \"active conversations\""
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "Active conversations (per tenant, every five minutes)"
+    labels {
+      key = "tenant_id"
+    }
+  }
+  value_extractor  = "EXTRACT(jsonPayload.active_conversations)"
+  label_extractors = { tenant_id = "EXTRACT(jsonPayload.tenant_id)" }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
 locals {
   # A tenant reached its quota (overage begins) or its AI replies were suspended.
   quota_filter = "${local.on_cloud_run} AND (jsonPayload.message = \"tenant reached its monthly quota\" OR jsonPayload.message =~ \"^AI replies suspended\")"
@@ -244,6 +267,7 @@ locals {
     { title = "Latency p50 (ms)", filter = "${local.on_cloud_run} AND metric.type = \"run.googleapis.com/request_latencies\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_50", group = local.per_function },
     { title = "Latency p95 (ms)", filter = "${local.on_cloud_run} AND metric.type = \"run.googleapis.com/request_latencies\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_95", group = local.per_function },
     { title = "Latency p99 (ms)", filter = "${local.on_cloud_run} AND metric.type = \"run.googleapis.com/request_latencies\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_99", group = local.per_function },
+    { title = "Active conversations, per tenant", filter = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.active_conversations.name}\"", aligner = "ALIGN_PERCENTILE_50", reducer = "REDUCE_SUM", group = ["metric.label.tenant_id"], period = "300s" },
     { title = "Customer messages per minute (all tenants)", filter = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.inbound_messages.name}\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = [] },
     { title = "Customer messages per tenant", filter = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.inbound_messages.name}\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = ["metric.label.tenant_id"] },
     { title = "Handoffs per minute, by reason", filter = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.handoffs.name}\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = ["metric.label.reason"] },
@@ -275,7 +299,7 @@ resource "google_monitoring_dashboard" "main" {
                   timeSeriesFilter = {
                     filter = chart.filter
                     aggregation = {
-                      alignmentPeriod    = "60s"
+                      alignmentPeriod    = try(chart.period, "60s")
                       perSeriesAligner   = chart.aligner
                       crossSeriesReducer = chart.reducer
                       groupByFields      = chart.group

@@ -27,3 +27,8 @@ output "database_instance" {
   description = "INSTANCE_CONNECTION_NAME of Cloud SQL."
   value       = google_sql_database_instance.main.connection_name
 }
+
+output "egress_ip_address" {
+  description = "Where the functions' calls to Meta and OpenAI come from (for allow-lists)."
+  value       = google_compute_address.egress.address
+}

@@ -13,7 +13,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
 from shared.cloud import logs, pubsub
 from shared.conversations import dashboard
@@ -52,6 +52,9 @@ def expire_conversations(now: datetime | None = None) -> int:
                         for cid in expired
                     ]
                 )
+            active = session.scalar(select(func.count()).where(Conversation.status == "active"))
+            # Every five minutes, per tenant: the dashboard's "active conversations" (monitoring.tf).
+            log.info("active conversations", extra={"active_conversations": active})
         for conversation_id in expired:
             dashboard.mirror(tenant_id, conversation_id)
         total += len(expired)
