@@ -1,4 +1,4 @@
-"""The agent-actions API as a client sees it: the README's role x route table walked with real
+"""The agent-actions API as a client sees it: the role x route table of docs/api.md walked with real
 ID tokens, the read routes and their pages, the one error shape, and the OpenAPI document."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ PRECONDITION = {"take-over": "active", "return-to-ai": "handed_off", "resolve": 
 
 
 def role_table() -> dict[tuple[str, str], dict[str, str]]:
-    """The README's role x route table: (method, path) -> caller -> expected answer."""
+    """The role x route table of docs/api.md: (method, path) -> caller -> expected answer."""
     rows = {}
-    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+    for line in (REPO_ROOT / "docs" / "api.md").read_text().splitlines():
         match = re.match(r"^\| `(GET|POST) (/[^`]*)` \|(.*)\|$", line)
         if match and len(cells := [c.strip() for c in match[3].split("|")]) == len(CALLERS):
             rows[(match[1], match[2])] = dict(zip(CALLERS, cells, strict=True))

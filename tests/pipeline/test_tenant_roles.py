@@ -1,4 +1,4 @@
-"""The README's role x route table of the tenant and billing APIs, walked with real ID tokens:
+"""The tenant and billing APIs' role x route table (docs/api.md), walked with real ID tokens:
 each role of the demo tenant, another tenant's owner, a platform operator and no token."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ Request = tuple[str, dict[str, Any]]  # (path, requests keyword arguments)
 def role_table() -> dict[tuple[str, str], dict[str, str]]:
     """(method, path) -> caller -> expected status, from the README's table of 7 callers."""
     rows = {}
-    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+    for line in (REPO_ROOT / "docs" / "api.md").read_text().splitlines():
         match = re.match(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)` \|(.*)\|$", line)
         if match and len(cells := [c.strip() for c in match[3].split("|")]) == len(CALLERS):
             rows[(match[1], match[2])] = dict(zip(CALLERS, cells, strict=True))
