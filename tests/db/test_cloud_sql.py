@@ -12,12 +12,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import functions_framework
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from emulators.postgres import start_postgres
+from shared.cloud.declaration import REPO_ROOT
+from shared.cloud.settings import settings
 from shared.db.bootstrap import prepare_cloud_sql
 from shared.db.engine import engine_for_url
 from shared.db.migrate import upgrade_with
@@ -106,3 +109,21 @@ def test_a_function_added_later_is_granted_on_the_next_run(cloud_sql: str) -> No
     with webhook.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM outlets")).scalar_one() == 0
     webhook.dispose()
+
+
+def test_the_database_migrate_function_does_it_when_called(cloud_sql: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployed entry point, loaded as Cloud Run loads it, with the owner's connection from
+    the environment (on Cloud SQL: INSTANCE_CONNECTION_NAME and DATABASE_OWNER_PASSWORD)."""
+    monkeypatch.setenv("DATABASE_ADMIN_URL", f"postgresql+pg8000://crm_owner:owner-pw@{cloud_sql}/whatsapp_crm")
+    monkeypatch.setenv("DB_NAME", "whatsapp_crm")
+    settings.cache_clear()
+    try:
+        app = functions_framework.create_app("migrate_database", str(REPO_ROOT / "functions/database-migrate/main.py"))
+        client = app.test_client()
+        assert client.get("/").status_code == 405  # only a POST migrates
+        answer = client.post("/")
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        assert CONVERSATION_USER in answer.get_json()["crm_app_members"]
+        assert answer.get_json()["revision"]
+    finally:
+        settings.cache_clear()
