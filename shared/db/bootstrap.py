@@ -126,7 +126,9 @@ def prepare_cloud_sql(owner: Engine, db_name: str) -> dict[str, object]:
                 if not _exists(connection, "SELECT 1 FROM pg_roles WHERE rolname = :name", role):
                     _execute(connection, f"CREATE ROLE %I NOLOGIN {_RESTRICTED}", role)
             owner_role = connection.execute(text("SELECT current_user")).scalar_one()
-            _execute(connection, "GRANT %I TO %I WITH INHERIT FALSE, SET TRUE", PLATFORM_ROLE, owner_role)
+            may_set = "SELECT 1 WHERE pg_has_role(current_user, :name, 'SET')"
+            if not _exists(connection, may_set, PLATFORM_ROLE):  # granted once (locally by prepare_database)
+                _execute(connection, "GRANT %I TO %I WITH INHERIT FALSE, SET TRUE", PLATFORM_ROLE, owner_role)
             _execute(connection, "ALTER DATABASE %I OWNER TO %I", db_name, owner_role)
             _execute(connection, "REVOKE ALL ON DATABASE %I FROM PUBLIC", db_name)
             _execute(connection, "GRANT CONNECT ON DATABASE %I TO %I", db_name, APP_ROLE)
