@@ -78,9 +78,10 @@ def publish(events: Iterable[Outgoing], timeout: float = 10.0) -> list[str]:
     failure the error is raised and the caller's retry publishes again (subscribers are
     idempotent)."""
     by_topic: dict[str, list[PubsubMessage]] = {}
+    trace = tracing.outgoing()  # the trace travels with every message
     for event in events:
         body = json.dumps(event.data, separators=(",", ":"), default=str).encode()
-        attributes = {**tracing.outgoing(), **(event.attributes or {})}  # the trace travels with it
+        attributes = {**trace, **(event.attributes or {})}
         message = PubsubMessage(data=body, ordering_key=event.ordering_key, attributes=attributes)
         by_topic.setdefault(topic_path(event.topic), []).append(message)
     ids: list[str] = []

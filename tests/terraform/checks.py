@@ -449,7 +449,7 @@ def _roles(model: Model) -> list[str]:
             continue
         grants_by_scope[scope] = True
     roles = _expression(model.tf.locals.get("function_roles")) or ""
-    if 'role     = "roles/${role}"' not in roles.replace("\n", " ") and '"roles/${role}"' not in roles:
+    if '"roles/${role}"' not in roles:
         found.append("local.function_roles does not grant the declared role names")
     if 'lookup(local.scoped_roles, role, "project")' not in roles:
         found.append("local.function_roles does not scope roles by local.scoped_roles")
